@@ -1,0 +1,288 @@
+"""Sprig's web app and command line.
+
+    python app.py [serve] [--host H] [--port N] [--threads N] [--no-consumer]
+    python app.py initdb | seed | ping [--timeout S]
+    waitress-serve --host 127.0.0.1 --port 8080 --call app:make_app
+
+create_app(settings) builds the Bottle app; importing this module starts nothing. `serve`
+creates the tables and demo data on a fresh install, then serves with Waitress and, unless
+--no-consumer, a Huey consumer in the same process.
+"""
+import argparse
+import functools
+import logging
+import re
+import secrets
+import signal
+import sqlite3
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+import peewee
+import redis
+import waitress
+from bottle import Bottle, HTTPError, HTTPResponse, JSONPlugin, request, response
+from huey.exceptions import ResultTimeout
+from jinja2 import Environment
+
+import models
+import tasks
+from api import ApiError, ok, to_json
+from cache import CacheError, cache
+from models import database
+from pages import create_env, install_pages
+from settings import Settings, masked, scheme
+
+log = logging.getLogger('sprig')
+access_log = logging.getLogger('sprig.access')
+REQUEST_ID = re.compile(r'^[A-Za-z0-9._-]{1,64}$')
+QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
+
+
+def create_app(settings: Settings) -> Bottle:
+    """The WSGI app for `settings`; also binds the database, queue and cache to them."""
+    tasks.configure(settings)
+    app = Bottle()
+    app.uninstall('json')  # put back below, inside the guard and able to encode dates
+    app.install(guard)
+    app.install(JSONPlugin(json_dumps=to_json))
+    env = create_env(settings)
+    app.default_error_handler = functools.partial(render_error, env, settings.app.debug)
+    app.add_hook('before_request', functools.partial(start_request, settings.app.max_body_kb * 1024))
+    app.add_hook('after_request', finish_request)
+    install_health(app)
+    install_pages(app, env)
+    return app
+
+
+def make_app() -> Bottle:
+    """Factory for `waitress-serve --call app:make_app`: the app from config.ini and SPRIG_*."""
+    return create_app(tasks.settings)
+
+
+def start_request(limit: int) -> None:
+    given = request.get_header('X-Request-ID', '')
+    request.environ['sprig.request_id'] = given if REQUEST_ID.match(given) else secrets.token_hex(8)
+    request.environ['sprig.started'] = time.perf_counter()
+    # The declared length is refused before anything reads the body; api.json_body also
+    # stops reading at the limit for bodies sent without one.
+    if request.content_length > limit:
+        raise ApiError(413, f'request body too large (limit {limit // 1024} KB)')
+
+
+def finish_request() -> None:
+    # Peewee opens a connection on a request's first query (autoconnect); this closes it,
+    # and runs even when the route raised.
+    if not database.is_closed():
+        database.close()
+    request_id = request.environ.get('sprig.request_id', '-')
+    response.set_header('X-Request-ID', request_id)
+    elapsed = (time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())) * 1000
+    access_log.info('%s %s %s %.1fms id=%s', request.method, request.fullpath,
+                    response.status_code, elapsed, request_id)
+
+
+def failed_component(exc: Exception) -> str | None:
+    """Which dependency an exception says is down, if any."""
+    if isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
+        return 'database'
+    if isinstance(exc, CacheError):
+        return 'cache'
+    if isinstance(exc, QUEUE_ERRORS):
+        return 'queue'
+    return None
+
+
+def guard(callback: Callable) -> Callable:
+    """Plugin: a failing dependency answers 503; any other unexpected error a logged 500."""
+
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except HTTPResponse:
+            raise
+        except Exception as exc:
+            request_id = request.environ.get('sprig.request_id')
+            component = failed_component(exc)
+            if component:
+                log.warning('%s unavailable (id=%s): %s', component, request_id, exc)
+                raise ApiError(503, f'{component} unavailable, try again shortly',
+                               component=component) from exc
+            log.exception('unexpected error in %s %s (id=%s)', request.method, request.path,
+                          request_id)
+            raise HTTPError(500, 'internal server error', exc, traceback.format_exc()) from exc
+
+    return wrapper
+
+
+def error_message(err: HTTPError) -> str:
+    if isinstance(err, ApiError):
+        return err.body
+    if err.status_code == 404:
+        return f'not found: {request.path}'
+    if err.status_code == 405:
+        return f'method {request.method} not allowed (allowed: {err.get_header("Allow", "none")})'
+    if err.status_code >= 500:
+        return 'internal server error'
+    return str(err.body)
+
+
+def render_error(env: Environment, debug: bool, err: HTTPError) -> str:
+    """Every error answer: JSON under /api/, an HTML page elsewhere; details only in debug."""
+    body = {'code': err.status_code, 'msg': error_message(err), **getattr(err, 'payload', {})}
+    if err.status_code >= 500:
+        body['request_id'] = request.environ.get('sprig.request_id')
+    trace = err.traceback if debug else None
+    if request.path.startswith('/api/'):
+        response.content_type = 'application/json'
+        return to_json({**body, 'traceback': trace} if trace else body)
+    response.content_type = 'text/html; charset=utf-8'
+    return env.get_template('error.html').render(error=body, reason=err.status_line, traceback=trace)
+
+
+def check(probe: Callable[[], object]) -> str:
+    try:
+        probe()
+    except Exception as exc:
+        return f'{type(exc).__name__}: {exc}'.strip()
+    return 'ok'
+
+
+def install_health(app: Bottle) -> None:
+    probes = {
+        'database': lambda: database.execute_sql('SELECT 1').fetchone(),
+        'queue': lambda: tasks.huey.pending_count(),
+        'cache': cache.ping,
+    }
+
+    @app.get('/api/v1/health')
+    def health() -> dict:
+        components = {name: check(probe) for name, probe in probes.items()}
+        down = sorted(name for name, state in components.items() if state != 'ok')
+        if down:
+            raise ApiError(503, f'unavailable: {", ".join(down)}', components=components)
+        return ok(components=components)
+
+
+# Command line ---------------------------------------------------------------------------------
+
+def serve(args: argparse.Namespace) -> int:
+    settings = tasks.settings
+    if args.no_consumer and scheme(settings.cache.url) == 'memory':
+        return fail('[cache] url: memory:// cannot be shared with a separate consumer; '
+                    'use sqlite:/// or redis://')
+    app = create_app(settings)
+    prepare_database()
+    host, port = args.host or settings.app.host, args.port or settings.app.port
+    try:
+        server = waitress.create_server(
+            app, host=host, port=port, threads=args.threads or settings.app.threads,
+            # Waitress buffers bodies before the app sees them; this keeps that bounded.
+            max_request_body_size=2 * settings.app.max_body_kb * 1024)
+    except OSError as exc:
+        return fail(f'cannot listen on {host}:{port}: {exc.strerror}')
+    consumer = None if args.no_consumer else tasks.start_embedded_consumer()
+    print(banner(settings, host, port, consumer is not None), flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    try:
+        server.run()  # returns on KeyboardInterrupt, after closing the listener
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(consumer)
+    return 0
+
+
+def stop(consumer: tasks.EmbeddedConsumer | None) -> None:
+    log.info('stopping')
+    if consumer is not None:
+        try:
+            consumer.stop(graceful=True)  # waits up to [queue] shutdown_timeout for running tasks
+        except KeyboardInterrupt:
+            pass
+    log.info('stopped')
+
+
+def banner(settings: Settings, host: str, port: int, embedded: bool) -> str:
+    mode = f'embedded consumer, {settings.queue.workers} workers' if embedded else 'no consumer'
+    return (f'Sprig on http://{host}:{port}/\n'
+            f'  database {masked(settings.database.url)}\n'
+            f'  queue    {masked(settings.queue.url)} ({settings.queue.name}; {mode})\n'
+            f'  cache    {masked(settings.cache.url)}\n'
+            'Press Ctrl-C to stop.')
+
+
+def prepare_database() -> None:
+    models.create_tables()
+    if models.is_empty():
+        log.info('empty database: adding demo data')
+        models.seed_demo()
+
+
+def initdb(args: argparse.Namespace) -> int:
+    tasks.configure(tasks.settings)
+    models.create_tables()
+    print(f'tables ready in {masked(tasks.settings.database.url)}')
+    return 0
+
+
+def seed(args: argparse.Namespace) -> int:
+    tasks.configure(tasks.settings)
+    models.seed_demo()
+    print('demo data added')
+    return 0
+
+
+def ping(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    try:
+        result = tasks.ping(time.time())
+        reply = result.get(blocking=True, timeout=args.timeout, backoff=1.05, max_delay=0.05)
+    except ResultTimeout:
+        result.revoke()  # nobody should run it later
+        return fail(f'no consumer answered within {args.timeout:g} s '
+                    f'(queue {tasks.settings.queue.name} on {masked(tasks.settings.queue.url)})')
+    except QUEUE_ERRORS as exc:
+        return fail(f'queue unavailable: {exc}')
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f'pong from {reply["host"]} pid {reply["pid"]} in {elapsed:.1f} ms')
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f'sprig: {message}', file=sys.stderr)
+    return 1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='app.py', description='Sprig course shop')
+    commands = parser.add_subparsers(dest='command')
+    run = commands.add_parser('serve', help='serve the site (the default command)')
+    run.add_argument('--host', help='address to listen on (default [app] host)')
+    run.add_argument('--port', type=int, help='port to listen on (default [app] port)')
+    run.add_argument('--threads', type=int, help='Waitress threads (default [app] threads)')
+    run.add_argument('--no-consumer', action='store_true',
+                     help='do not run tasks here; a huey_consumer process runs them')
+    commands.add_parser('initdb', help='create missing tables')
+    commands.add_parser('seed', help='add the demo data')
+    check_queue = commands.add_parser('ping', help='check that a consumer runs tasks')
+    check_queue.add_argument('--timeout', type=float, default=10.0, help='seconds to wait (10)')
+    if not argv or argv[0].startswith('-') and argv[0] not in ('-h', '--help'):
+        argv = ['serve', *argv]  # `python app.py --port N` means serve
+    return parser.parse_args(argv)
+
+
+COMMANDS = {'serve': serve, 'initdb': initdb, 'seed': seed, 'ping': ping}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    return COMMANDS[args.command](args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Cache: JSON values with TTLs, add-if-absent, atomic counters and short locks, over SQLite, Redis or memory.
+
+`cache` is bound once by init_cache(settings), like the database proxy in models.py. Backends
+store text; the Cache in front of them adds the key prefix, JSON and the lock. Any backend
+failure surfaces as CacheError, so that callers can degrade to the database.
+"""
+import itertools
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from settings import Settings, sqlite_file
+
+PURGE_EVERY = 1000  # writes between two sweeps of expired entries (SQLite, memory)
+
+
+class CacheError(Exception):
+    """The cache backend failed or cannot be reached."""
+
+
+class LockTimeout(Exception):
+    """The lock stayed taken for longer than the caller would wait."""
+
+
+def expiry(ttl: float | None) -> float | None:
+    return None if ttl is None else time.time() + ttl
+
+
+class SqliteBackend:
+    """A table in a SQLite file: shared by every process on the machine; one connection per thread."""
+
+    errors = (sqlite3.Error,)
+
+    def __init__(self, path: str):
+        self.path = path
+        self.local = threading.local()
+        self.writes = itertools.count(1)
+        self.connections: list[sqlite3.Connection] = []
+        self.guard = threading.Lock()
+        self.conn().execute('CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, '
+                            'value TEXT NOT NULL, expires REAL) WITHOUT ROWID')
+        self.conn().execute('CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires)')
+
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self.local, 'conn', None)
+        # A forked child must not use its parent's connection.
+        if conn is None or self.local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute('PRAGMA journal_mode=wal')
+            conn.execute('PRAGMA synchronous=normal')
+            self.local.conn, self.local.pid = conn, os.getpid()
+            with self.guard:
+                self.connections.append(conn)
+        return conn
+
+    def write(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        if next(self.writes) % PURGE_EVERY == 0:
+            self.purge()
+        return self.conn().execute(sql, params)
+
+    def get(self, key: str) -> str | None:
+        row = self.conn().execute('SELECT value FROM cache WHERE key = ? AND '
+                                  '(expires IS NULL OR expires > ?)', (key, time.time())).fetchone()
+        return row[0] if row else None
+
+    def set(self, key: str, text: str, ttl: float | None) -> None:
+        self.write('INSERT INTO cache (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) '
+                   'DO UPDATE SET value = excluded.value, expires = excluded.expires',
+                   (key, text, expiry(ttl)))
+
+    def add(self, key: str, text: str, ttl: float | None) -> bool:
+        # The conflict branch only replaces an entry that has expired.
+        cursor = self.write('INSERT INTO cache (key, value, expires) VALUES (?, ?, ?) '
+                            'ON CONFLICT (key) DO UPDATE SET value = excluded.value, '
+                            'expires = excluded.expires WHERE expires <= ?',
+                            (key, text, expiry(ttl), time.time()))
+        return cursor.rowcount == 1
+
+    def delete(self, keys: tuple[str, ...]) -> int:
+        marks = ','.join('?' * len(keys))
+        return self.write(f'DELETE FROM cache WHERE key IN ({marks})', keys).rowcount
+
+    def delete_if(self, key: str, text: str) -> bool:
+        return self.write('DELETE FROM cache WHERE key = ? AND value = ?', (key, text)).rowcount == 1
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        # One statement, so concurrent writers cannot lose an update; an expired entry restarts.
+        row = self.write(
+            'INSERT INTO cache (key, value, expires) VALUES (:key, :delta, :expires) '
+            'ON CONFLICT (key) DO UPDATE SET '
+            'value = CASE WHEN expires <= :now THEN :delta ELSE CAST(value AS INTEGER) + :delta END, '
+            'expires = CASE WHEN expires <= :now THEN :expires ELSE expires END '
+            'RETURNING CAST(value AS INTEGER)',
+            {'key': key, 'delta': delta, 'expires': expiry(ttl), 'now': time.time()}).fetchone()
+        return row[0]
+
+    def purge(self) -> int:
+        return self.conn().execute('DELETE FROM cache WHERE expires <= ?', (time.time(),)).rowcount
+
+    def ping(self) -> None:
+        self.conn().execute('SELECT count(*) FROM cache WHERE key = ?', ('',)).fetchone()
+
+    def close(self) -> None:
+        with self.guard:
+            for conn in self.connections:
+                conn.close()
+            self.connections.clear()
+        self.local = threading.local()
+
+
+class RedisBackend:
+    """Redis: shared by every process on every machine; Redis expires entries itself."""
+
+    errors = (redis.RedisError,)
+    # Compare-and-delete, so that a lock is only released by the holder that took it.
+    DELETE_IF = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+    def __init__(self, url: str):
+        # Short timeouts: an unreachable cache must fail fast, so readers can fall back.
+        self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
+                                           socket_connect_timeout=1)
+        self.delete_script = self.client.register_script(self.DELETE_IF)
+
+    @staticmethod
+    def px(ttl: float | None) -> int | None:
+        return None if ttl is None else max(1, int(ttl * 1000))
+
+    def get(self, key: str) -> str | None:
+        return self.client.get(key)
+
+    def set(self, key: str, text: str, ttl: float | None) -> None:
+        self.client.set(key, text, px=self.px(ttl))
+
+    def add(self, key: str, text: str, ttl: float | None) -> bool:
+        return bool(self.client.set(key, text, px=self.px(ttl), nx=True))
+
+    def delete(self, keys: tuple[str, ...]) -> int:
+        return self.client.delete(*keys)
+
+    def delete_if(self, key: str, text: str) -> bool:
+        return bool(self.delete_script(keys=[key], args=[text]))
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        if ttl is None:
+            return self.client.incrby(key, delta)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(key, 0, px=self.px(ttl), nx=True)  # the TTL starts with the counter
+        pipe.incrby(key, delta)
+        return pipe.execute()[1]
+
+    def ping(self) -> None:
+        self.client.ping()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class MemoryBackend:
+    """A dict in this process: for a single process and for tests."""
+
+    errors = ()
+
+    def __init__(self):
+        self.items: dict[str, tuple[str, float | None]] = {}
+        self.guard = threading.Lock()
+        self.writes = itertools.count(1)
+
+    def live(self, key: str) -> str | None:
+        text, expires = self.items.get(key, (None, None))
+        if expires is not None and expires <= time.time():
+            return None
+        return text
+
+    def store(self, key: str, text: str, ttl: float | None) -> None:
+        if next(self.writes) % PURGE_EVERY == 0:
+            self.purge()
+        self.items[key] = (text, expiry(ttl))
+
+    def get(self, key: str) -> str | None:
+        with self.guard:
+            return self.live(key)
+
+    def set(self, key: str, text: str, ttl: float | None) -> None:
+        with self.guard:
+            self.store(key, text, ttl)
+
+    def add(self, key: str, text: str, ttl: float | None) -> bool:
+        with self.guard:
+            if self.live(key) is not None:
+                return False
+            self.store(key, text, ttl)
+            return True
+
+    def delete(self, keys: tuple[str, ...]) -> int:
+        with self.guard:
+            return sum(self.items.pop(key, None) is not None for key in keys)
+
+    def delete_if(self, key: str, text: str) -> bool:
+        with self.guard:
+            if self.live(key) != text:
+                return False
+            del self.items[key]
+            return True
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        with self.guard:
+            current = self.live(key)
+            if current is None:
+                self.store(key, str(delta), ttl)
+                return delta
+            value = int(current) + delta
+            self.items[key] = (str(value), self.items[key][1])
+            return value
+
+    def purge(self) -> int:
+        now = time.time()
+        dead = [k for k, (_, expires) in self.items.items() if expires is not None and expires <= now]
+        for key in dead:
+            del self.items[key]
+        return len(dead)
+
+    def ping(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.items.clear()
+
+
+def open_backend(url: str) -> SqliteBackend | RedisBackend | MemoryBackend:
+    """The backend a resolved [cache] url names (see settings.resolve_url)."""
+    kind = urlsplit(url).scheme
+    if kind == 'sqlite':
+        return SqliteBackend(str(sqlite_file(url)))
+    if kind in ('redis', 'rediss'):
+        return RedisBackend(url)
+    if kind == 'memory':
+        return MemoryBackend()
+    raise ValueError(f'no cache backend for {url!r}')
+
+
+class Cache:
+    """Prefixed keys and JSON values in front of a backend; unbound until initialize()."""
+
+    def __init__(self):
+        self.backend = None
+        self.prefix = ''
+
+    def initialize(self, backend, prefix: str = '') -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.backend, self.prefix = backend, prefix
+
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        if self.backend is None:
+            raise RuntimeError('cache used before init_cache()')
+        try:
+            yield
+        except self.backend.errors as exc:
+            raise CacheError(f'{type(exc).__name__}: {exc}') from exc
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self.failures():
+            text = self.backend.get(self.prefix + key)
+        return default if text is None else json.loads(text)
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        with self.failures():
+            self.backend.set(self.prefix + key, json.dumps(value), ttl)
+
+    def add(self, key: str, value: Any, ttl: float | None = None) -> bool:
+        """Store value only if the key is absent (or expired); True if this call stored it."""
+        with self.failures():
+            return self.backend.add(self.prefix + key, json.dumps(value), ttl)
+
+    def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        with self.failures():
+            return self.backend.delete(tuple(self.prefix + key for key in keys))
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add delta atomically and return the new value; ttl applies when the counter is created."""
+        with self.failures():
+            return self.backend.incr(self.prefix + key, delta, ttl)
+
+    def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        return self.incr(key, -delta, ttl)
+
+    @contextmanager
+    def lock(self, name: str, ttl: float = 10, wait: float = 5) -> Iterator[None]:
+        """Hold `name` for at most ttl seconds, across processes; wait up to `wait` to take it.
+
+        :raise LockTimeout: when another holder kept it longer than `wait`.
+        """
+        key, token = f'lock:{name}', secrets.token_hex(8)
+        deadline, pause = time.monotonic() + wait, 0.005
+        while not self.add(key, token, ttl):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(name)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        try:
+            yield
+        finally:
+            with self.failures():
+                self.backend.delete_if(self.prefix + key, json.dumps(token))
+
+    def ping(self) -> None:
+        with self.failures():
+            self.backend.ping()
+
+
+cache = Cache()
+
+
+def init_cache(settings: Settings) -> Cache:
+    """Bind the module's cache to the backend [cache] url names."""
+    cache.initialize(open_backend(settings.cache.url), settings.cache.prefix)
+    return cache

@@ -1,0 +1,217 @@
+"""Fixtures: settings on a temporary data directory, the app under WebTest, real services and processes.
+
+Services (Redis, PostgreSQL, MariaDB, Chromium) are used when reachable and skipped with the
+reason otherwise; with CI=true a missing service fails the test instead.
+"""
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+# Before any project module is imported: the suite never reads the developer's SPRIG_* settings
+# nor touches the project's data/ directory.
+for name in [n for n in os.environ if n.startswith('SPRIG_')]:
+    del os.environ[name]
+os.environ['SPRIG_DATA_DIR'] = tempfile.mkdtemp(prefix='sprig-import-')
+os.environ['SPRIG_QUEUE_IMMEDIATE'] = 'true'
+
+import webtest  # noqa: E402
+
+import app as sprig_app  # noqa: E402
+from settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
+
+IN_CI = os.environ.get('CI', '').lower() == 'true'
+REDIS_HOST, REDIS_PORT, REDIS_DB = '127.0.0.1', 6379, 11
+POSTGRES_ADMIN = 'postgresql://postgres@127.0.0.1:5432/test'
+POSTGRES_URL = 'postgresql://postgres@127.0.0.1:5432/sprig_test'
+MYSQL_URL = 'mysql://root@127.0.0.1:3306/sprig_test'
+CHROMIUM = '/usr/bin/chromium'
+SECRET = 'test-secret-' + 'x' * 32
+ARTIFACTS = PROJECT_DIR / 'tests' / 'artifacts'
+
+
+def unavailable(reason: str) -> None:
+    """Skip: the service is not here. Under CI=true that is a failure, not a skip."""
+    if IN_CI:
+        pytest.fail(f'{reason} (CI=true requires it)')
+    pytest.skip(reason)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def make_settings(data_dir: Path, **env: str) -> Settings:
+    """Settings as a process with SPRIG_DATA_DIR=data_dir and these SPRIG_* variables would read."""
+    return load_settings({'SPRIG_DATA_DIR': str(data_dir), **env})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true')
+
+
+@pytest.fixture
+def app(settings: Settings):
+    return sprig_app.create_app(settings)
+
+
+@pytest.fixture
+def client(app) -> webtest.TestApp:
+    return webtest.TestApp(app)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database of the suite's (11); each test cleans up the keys it names."""
+    if not reachable(REDIS_HOST, REDIS_PORT):
+        unavailable(f'Redis not reachable on {REDIS_HOST}:{REDIS_PORT}')
+    return f'redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}'
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name no other test uses: queue names and key prefixes in shared services."""
+    return f'test{secrets.token_hex(4)}'
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str, unique: str):
+    """A key prefix in the suite's Redis database; every key under it is deleted afterwards."""
+    import redis
+    yield f'{unique}:'
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f'*{unique}*'))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The suite's own PostgreSQL database, created on first use."""
+    if not reachable('127.0.0.1', 5432):
+        unavailable('PostgreSQL not reachable on 127.0.0.1:5432')
+    import psycopg2
+    conn = psycopg2.connect(POSTGRES_ADMIN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = 'sprig_test'")
+        if cur.fetchone() is None:
+            cur.execute('CREATE DATABASE sprig_test')
+    conn.close()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    """The suite's own MariaDB database, created on first use."""
+    if not reachable('127.0.0.1', 3306):
+        unavailable('MariaDB not reachable on 127.0.0.1:3306')
+    import pymysql
+    conn = pymysql.connect(host='127.0.0.1', user='root', password='')
+    with conn.cursor() as cur:
+        cur.execute('CREATE DATABASE IF NOT EXISTS sprig_test CHARACTER SET utf8mb4')
+    conn.close()
+    return MYSQL_URL
+
+
+# Real processes ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def process_env(data_dir: Path, **env: str) -> dict[str, str]:
+    """The environment of a Sprig process: this one's, minus SPRIG_*, plus the given settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
+    return {**base, 'SPRIG_DATA_DIR': str(data_dir), 'PYTHONUNBUFFERED': '1', **env}
+
+
+class Proc:
+    """A child process whose output goes to files, stopped by its pid."""
+
+    def __init__(self, args: list[str], env: dict[str, str], logs: Path, name: str):
+        self.out_path, self.err_path = logs / f'{name}.out', logs / f'{name}.err'
+        self.proc = subprocess.Popen(args, cwd=PROJECT_DIR, env=env,
+                                     stdout=self.out_path.open('w'), stderr=self.err_path.open('w'))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10) -> int:
+        """Send sig to the pid; SIGKILL if it has not exited within timeout. Returns the exit code."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def spawn(tmp_path: Path):
+    """Start processes (`spawn(args, env, name)`); whatever is still running is stopped at the end."""
+    started: list[Proc] = []
+
+    def start(args: list[str], env: dict[str, str], name: str) -> Proc:
+        proc = Proc(args, env, tmp_path, name)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop(signal.SIGKILL if proc.proc.poll() is None else signal.SIGINT)
+
+
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def huey_consumer(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / 'huey_consumer'), 'tasks.huey', *args]
+
+
+def get_json(url: str, timeout: float = 5) -> tuple[int, dict]:
+    import json
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def wait_http(url: str, proc: Proc, timeout: float = 20) -> tuple[int, dict]:
+    """Poll url until the server answers; fail with the process's output if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.proc.poll() is not None:
+            pytest.fail(f'process exited with {proc.proc.returncode}:\n{proc.stderr()}')
+        try:
+            return get_json(url, timeout=2)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    pytest.fail(f'no answer from {url} within {timeout} s:\n{proc.stderr()}')

@@ -1,0 +1,187 @@
+"""The cache contract, run against every backend: SQLite, Redis and memory."""
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import python
+
+import cache as cache_module
+from cache import Cache, CacheError, LockTimeout, open_backend
+from settings import PROJECT_DIR
+
+BACKENDS = ['sqlite', 'redis', 'memory']
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request, tmp_path):
+    if request.param == 'sqlite':
+        return f'sqlite:///{tmp_path}/cache.db'
+    if request.param == 'memory':
+        return 'memory://'
+    return request.getfixturevalue('redis_url')
+
+
+@pytest.fixture
+def prefix(backend_url, request, unique):
+    if backend_url.startswith('redis'):
+        return request.getfixturevalue('redis_prefix')
+    return f'{unique}:'
+
+
+@pytest.fixture
+def cache(backend_url, prefix):
+    c = Cache()
+    c.initialize(open_backend(backend_url), prefix)
+    yield c
+    c.backend.close()
+
+
+def run_threads(count: int, target) -> list:
+    results = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait()
+        results[i] = target()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_values_round_trip_as_json(cache):
+    value = {'title': 'Café ☕', 'ids': [1, 2, 3], 'ok': True, 'none': None}
+    cache.set('k', value)
+    assert cache.get('k') == value
+    assert cache.get('missing') is None
+    assert cache.get('missing', 'fallback') == 'fallback'
+    assert cache.delete('k', 'missing') == 1
+    assert cache.get('k') is None
+
+
+def test_entries_expire(cache):
+    cache.set('short', 1, ttl=0.3)
+    cache.set('long', 2, ttl=60)
+    cache.set('forever', 3)
+    assert cache.get('short') == 1
+    time.sleep(0.45)
+    assert (cache.get('short'), cache.get('long'), cache.get('forever')) == (None, 2, 3)
+
+
+def test_add_only_when_absent_or_expired(cache):
+    assert cache.add('a', 'first', ttl=0.3)
+    assert not cache.add('a', 'second')
+    assert cache.get('a') == 'first'
+    time.sleep(0.45)
+    assert cache.add('a', 'third')
+    assert cache.get('a') == 'third'
+
+
+def test_add_under_20_threads_has_one_winner(cache):
+    wins = run_threads(20, lambda: cache.add('race', threading.get_ident(), ttl=30))
+    assert wins.count(True) == 1
+
+
+def test_incr_and_decr_under_20_threads_lose_no_update(cache):
+    def work():
+        for _ in range(25):
+            cache.incr('counter', 3)
+            cache.decr('counter')
+    run_threads(20, work)
+    assert cache.get('counter') == 20 * 25 * 2
+
+
+def test_counter_ttl_starts_with_the_counter(cache):
+    assert cache.incr('hits', ttl=0.3) == 1
+    assert cache.incr('hits', ttl=0.3) == 2  # does not extend the first TTL
+    time.sleep(0.45)
+    assert cache.incr('hits', ttl=0.3) == 1
+
+
+def test_lock_excludes_and_times_out(cache):
+    seen = []
+
+    def critical():
+        with cache.lock('section', ttl=5, wait=10):
+            current = cache.get('shared', 0)  # read-modify-write: only safe under the lock
+            time.sleep(0.01)
+            cache.set('shared', current + 1)
+            seen.append(current)
+    run_threads(8, critical)
+    assert cache.get('shared') == 8
+    with cache.lock('busy', ttl=5), pytest.raises(LockTimeout):
+        with cache.lock('busy', wait=0.2):
+            pass
+
+
+def test_expired_lock_is_not_released_by_its_old_holder(cache):
+    with cache.lock('job', ttl=0.2):
+        time.sleep(0.3)
+        assert cache.add('lock:job', 'new holder', ttl=5)
+    assert cache.get('lock:job') == 'new holder'
+
+
+@pytest.mark.parametrize('backend_url', ['sqlite', 'redis'], indirect=True)
+def test_prefixes_keep_instances_apart(cache, backend_url):
+    other = Cache()
+    other.initialize(open_backend(backend_url), cache.prefix + 'other:')
+    cache.set('k', 'mine')
+    assert other.get('k') is None
+    other.backend.close()
+
+
+@pytest.mark.parametrize('kind', ['sqlite', 'memory'])
+def test_expired_entries_are_purged(tmp_path, kind, monkeypatch):
+    monkeypatch.setattr(cache_module, 'PURGE_EVERY', 50)
+    backend = open_backend(f'sqlite:///{tmp_path}/c.db' if kind == 'sqlite' else 'memory://')
+    for i in range(30):
+        backend.set(f'old{i}', '1', 0.05)
+    time.sleep(0.1)
+    for i in range(30):
+        backend.set(f'new{i}', '1', None)
+    if kind == 'sqlite':
+        left = backend.conn().execute('SELECT count(*) FROM cache').fetchone()[0]
+    else:
+        left = len(backend.items)
+    assert left == 30  # the sweep at the 50th write dropped every expired entry
+    backend.close()
+
+
+WRITER = '''
+import sys
+from cache import Cache, open_backend
+c = Cache()
+c.initialize(open_backend(sys.argv[1]), sys.argv[2])
+print(c.get('from-parent'))
+c.set('from-child', {'pid': 'child'})
+print(c.incr('shared-counter', 5))
+'''
+
+
+@pytest.mark.parametrize('backend_url', ['sqlite', 'redis'], indirect=True)
+def test_two_processes_see_each_others_writes(cache, backend_url):
+    cache.set('from-parent', 'hello')
+    cache.incr('shared-counter', 1)
+    done = subprocess.run(python('-c', WRITER, backend_url, cache.prefix), cwd=PROJECT_DIR,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['hello', '6']
+    assert cache.get('from-child') == {'pid': 'child'}
+
+
+def test_unreachable_redis_fails_fast_as_cache_error():
+    c = Cache()
+    c.initialize(open_backend('redis://127.0.0.1:1/0'), 'x:')
+    started = time.monotonic()
+    with pytest.raises(CacheError, match='ConnectionError'):
+        c.get('anything')
+    assert time.monotonic() - started < 3
+
+
+def test_unbound_cache_says_so():
+    with pytest.raises(RuntimeError, match='init_cache'):
+        Cache().get('k')
