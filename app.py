@@ -5,10 +5,11 @@
     waitress-serve --host 127.0.0.1 --port 8080 --call app:make_app
 
 create_app(settings) builds the Bottle app; importing this module starts nothing. `serve`
-creates the tables and demo data on a fresh install, then serves with Waitress and, unless
+creates missing tables, adds the demo data to an empty database, then serves with Waitress and, unless
 --no-consumer, a Huey consumer in the same process.
 """
 import argparse
+import contextlib
 import functools
 import logging
 import re
@@ -58,8 +59,13 @@ def create_app(settings: Settings) -> Bottle:
 
 
 def make_app() -> Bottle:
-    """Factory for `waitress-serve --call app:make_app`: the app from config.ini and SPRIG_*."""
-    return create_app(tasks.settings)
+    """Factory for `waitress-serve --call app:make_app`: the app from config.ini and SPRIG_*.
+
+    Creates missing tables, but adds no demo data: that is `python app.py seed`'s choice.
+    """
+    app = create_app(tasks.settings)
+    models.create_tables()
+    return app
 
 
 def start_request(limit: int) -> None:
@@ -186,7 +192,9 @@ def serve(args: argparse.Namespace) -> int:
         return fail(f'cannot listen on {host}:{port}: {exc.strerror}')
     consumer = None if args.no_consumer else tasks.start_embedded_consumer()
     print(banner(settings, host, port, consumer is not None), flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    # Both stop like Ctrl-C, also when started in the background, which leaves SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         server.run()  # returns on KeyboardInterrupt, after closing the listener
     except KeyboardInterrupt:
@@ -199,10 +207,9 @@ def serve(args: argparse.Namespace) -> int:
 def stop(consumer: tasks.EmbeddedConsumer | None) -> None:
     log.info('stopping')
     if consumer is not None:
-        try:
-            consumer.stop(graceful=True)  # waits up to [queue] shutdown_timeout for running tasks
-        except KeyboardInterrupt:
-            pass
+        # Waits up to [queue] shutdown_timeout for running tasks; a second Ctrl-C cuts it short.
+        with contextlib.suppress(KeyboardInterrupt):
+            consumer.stop(graceful=True)
     log.info('stopped')
 
 

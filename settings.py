@@ -235,7 +235,7 @@ def sqlite_url(label: str, url: str) -> str:
 def checked_server_url(label: str, url: str) -> str:
     parts = urlsplit(url)
     try:
-        parts.port
+        _ = parts.port  # parsed on access
     except ValueError:
         raise SettingsError(f'{label}: {url!r} has a bad port') from None
     if not parts.hostname:

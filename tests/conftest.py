@@ -147,8 +147,8 @@ class Proc:
 
     def __init__(self, args: list[str], env: dict[str, str], logs: Path, name: str):
         self.out_path, self.err_path = logs / f'{name}.out', logs / f'{name}.err'
-        self.proc = subprocess.Popen(args, cwd=PROJECT_DIR, env=env,
-                                     stdout=self.out_path.open('w'), stderr=self.err_path.open('w'))
+        with self.out_path.open('w') as out, self.err_path.open('w') as err:
+            self.proc = subprocess.Popen(args, cwd=PROJECT_DIR, env=env, stdout=out, stderr=err)
 
     @property
     def pid(self) -> int:

@@ -1,0 +1,125 @@
+"""The three ways to run Sprig, with real processes stopped by their pid.
+
+python app.py (SQLite everywhere, embedded consumer); serve --no-consumer beside huey_consumer on
+the SQLite queue and on Redis; waitress-serve with the factory; and the app on PostgreSQL.
+"""
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    SECRET,
+    free_port,
+    huey_consumer,
+    process_env,
+    python,
+    wait_http,
+)
+
+from settings import PROJECT_DIR
+
+ALL_OK = {'database': 'ok', 'queue': 'ok', 'cache': 'ok'}
+
+
+def run_ping(env: dict, timeout: float = 10) -> subprocess.CompletedProcess:
+    return subprocess.run(python('app.py', 'ping', '--timeout', str(timeout)), cwd=PROJECT_DIR,
+                          env=env, capture_output=True, text=True, timeout=timeout + 30)
+
+
+def serve(spawn, env: dict, *extra: str):
+    port = free_port()
+    server = spawn(python('app.py', *extra, '--port', str(port)), env, 'server')
+    status, body = wait_http(f'http://127.0.0.1:{port}/api/v1/health', server)
+    assert (status, body['components']) == (200, ALL_OK), body
+    return server
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_python_app_py_serves_runs_tasks_and_stops_cleanly(spawn, tmp_path, sig):
+    env = process_env(tmp_path)
+    server = serve(spawn, env)
+    assert 'embedded consumer' in server.stdout() and 'http://127.0.0.1:' in server.stdout()
+    pong = run_ping(env)
+    assert pong.returncode == 0, pong.stderr
+    assert f'pid {server.pid} in' in pong.stdout  # the server's own consumer ran it
+    started = time.monotonic()
+    assert server.stop(sig, timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert 'Traceback' not in server.stderr()
+    assert (tmp_path / 'sprig.db').exists() and (tmp_path / 'queue.db').exists()
+
+
+def test_ping_without_a_consumer_fails_clearly(spawn, tmp_path):
+    env = process_env(tmp_path)
+    serve(spawn, env, 'serve', '--no-consumer')
+    started = time.monotonic()
+    pong = run_ping(env, timeout=1)
+    assert pong.returncode == 1
+    assert 'no consumer answered within 1 s' in pong.stderr
+    assert time.monotonic() - started < 10
+
+
+def consumer_env(kind: str, tmp_path: Path, request, unique: str) -> dict:
+    if kind == 'sqlite':
+        return process_env(tmp_path)
+    redis_url = request.getfixturevalue('redis_url')
+    request.getfixturevalue('redis_prefix')  # deletes every key naming `unique` afterwards
+    return process_env(tmp_path, SPRIG_QUEUE_URL=redis_url, SPRIG_QUEUE_NAME=unique,
+                       SPRIG_CACHE_URL=redis_url, SPRIG_CACHE_PREFIX=f'{unique}:')
+
+
+@pytest.mark.parametrize('kind', ['sqlite', 'redis'])
+def test_web_beside_a_separate_huey_consumer(spawn, tmp_path, request, unique, kind):
+    env = consumer_env(kind, tmp_path, request, unique)
+    serve(spawn, env, 'serve', '--no-consumer')
+    consumer = spawn(huey_consumer('-w', '2', '-k', 'thread', '-m', '1'), env, 'consumer')
+    pong = run_ping(env, timeout=20)
+    assert pong.returncode == 0, pong.stderr + consumer.stderr()
+    assert f'pid {consumer.pid} in' in pong.stdout
+    assert consumer.stop(signal.SIGINT) == 0
+
+
+def test_waitress_serve_with_the_factory(spawn, tmp_path):
+    port = free_port()
+    waitress_serve = str(Path(sys.executable).parent / 'waitress-serve')
+    server = spawn([waitress_serve, f'--listen=127.0.0.1:{port}', '--call', 'app:make_app'],
+                   process_env(tmp_path), 'waitress')
+    status, body = wait_http(f'http://127.0.0.1:{port}/api/v1/health', server)
+    assert (status, body['components']) == (200, ALL_OK)
+
+
+def test_app_on_postgresql(spawn, tmp_path, postgres_url):
+    env = process_env(tmp_path, SPRIG_DATABASE_URL=postgres_url, SPRIG_APP_SECRET_KEY=SECRET)
+    server = serve(spawn, env)
+    assert 'postgresql://' in server.stdout()
+    assert not (tmp_path / 'sprig.db').exists()
+
+
+def test_tasks_module_does_not_import_the_web_app(tmp_path):
+    probe = 'import sys, tasks; print(sorted({"app", "bottle", "pages"} & set(sys.modules)))'
+    done = subprocess.run(python('-c', probe), cwd=PROJECT_DIR, env=process_env(tmp_path),
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == '[]', done.stderr
+
+
+@pytest.mark.parametrize('command', [python('app.py', 'serve', '--no-consumer'), huey_consumer()],
+                         ids=['serve --no-consumer', 'huey_consumer'])
+def test_memory_cache_is_refused_beside_a_separate_consumer(tmp_path, command):
+    done = subprocess.run(command, cwd=PROJECT_DIR, env=process_env(tmp_path, SPRIG_CACHE_URL='memory://'),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert 'memory:// cannot be shared with a separate consumer' in done.stderr
+    assert 'Traceback' not in done.stderr
+
+
+def test_port_in_use_is_one_clear_line(spawn, tmp_path):
+    env = process_env(tmp_path)
+    server = serve(spawn, env, 'serve', '--no-consumer')
+    port = server.proc.args[-1]
+    done = subprocess.run(python('app.py', '--port', port), cwd=PROJECT_DIR, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert f'cannot listen on 127.0.0.1:{port}' in done.stderr and 'Traceback' not in done.stderr
