@@ -16,7 +16,7 @@ from huey.consumer import Consumer
 from huey.storage import RedisStorage, SqliteStorage
 
 from cache import init_cache
-from models import init_db
+from models import database, init_db
 from settings import Settings, SettingsError, load_settings, scheme, sqlite_file
 
 
@@ -80,6 +80,14 @@ def start_embedded_consumer() -> EmbeddedConsumer:
                                 shutdown_timeout=settings.queue.shutdown_timeout)
     consumer.start()
     return consumer
+
+
+@huey.post_execute()
+def close_connection(task, value, exc) -> None:
+    """A task opens a connection on its first query (autoconnect); close it after the task, as
+    requests do. In immediate mode the task ran inside its caller, who still needs it."""
+    if not huey.immediate and not database.is_closed():
+        database.close()
 
 
 @huey.task()
