@@ -5,25 +5,77 @@ app.render_error, as JSON under /api/ and as an HTML page elsewhere.
 """
 import datetime
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from bottle import HTTPError, request, response
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-SUCCESS = 100
+SUCCESS, REFUSED = 100, 101
+M = TypeVar('M', bound=BaseModel)
 
 
 class ApiError(HTTPError):
     """An error answer: `status` is both the HTTP status and the envelope's code."""
 
-    def __init__(self, status: int, msg: str, **payload: Any):
-        super().__init__(status, msg)
+    def __init__(self, status: int, msg: str, headers: dict | None = None, **payload: Any):
+        super().__init__(status, msg, **(headers or {}))
         self.payload = payload
+
+
+class Input(BaseModel):
+    """Base of every request body and query model: unknown fields are errors, not ignored."""
+
+    model_config = ConfigDict(extra='forbid')
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """One message per bad field, in the words a form would show next to the field."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        name = '.'.join(str(part) for part in error['loc']) or 'body'
+        message = error['msg'].removeprefix('Value error, ')
+        if error['type'] == 'missing':
+            message = 'required'
+        elif error['type'] == 'extra_forbidden':
+            message = 'unknown field'
+        errors.setdefault(name, message)
+    return errors
+
+
+def validated(model: type[M], data: dict) -> M:
+    """:raise ApiError 400: naming every bad field of data at once."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise ApiError(400, f'invalid input: {", ".join(errors)}', errors=errors) from None
+
+
+def parse_body(model: type[M], limit: int) -> M:
+    """The JSON body as a validated model (see json_body and validated)."""
+    return validated(model, json_body(limit))
+
+
+def parse_query(model: type[M]) -> M:
+    """The query string as a validated model; unknown parameters are errors too."""
+    return validated(model, {key: request.query.getunicode(key) for key in request.query})
 
 
 def ok(msg: str = 'ok', status: int = 200, **payload: Any) -> dict:
     """A success envelope; status 201 for a creation, 202 for work accepted into the queue."""
     response.status = status
     return {'code': SUCCESS, 'msg': msg, **payload}
+
+
+def refuse(msg: str, code: int = REFUSED, **payload: Any) -> dict:
+    """A business "no" (101: not registered, sold out...): a normal 200 answer, not an error."""
+    return {'code': code, 'msg': msg, **payload}
+
+
+def client_address() -> str:
+    """The peer's address as the WSGI server saw it (behind a proxy, configure Waitress's
+    trusted_proxy so this is the client's, not the proxy's); never a spoofable header."""
+    return request.environ.get('REMOTE_ADDR') or '-'
 
 
 def to_json(value: Any) -> str:

@@ -2,6 +2,7 @@
 
     python app.py [serve] [--host H] [--port N] [--threads N] [--no-consumer]
     python app.py initdb | seed | ping [--timeout S]
+    python app.py create-admin NAME [--password-stdin] [--mobile M]
     waitress-serve --host 127.0.0.1 --port 8080 --call app:make_app
 
 create_app(settings) builds the Bottle app; importing this module starts nothing. `serve`
@@ -11,6 +12,7 @@ creates missing tables, adds the demo data to an empty database, then serves wit
 import argparse
 import contextlib
 import functools
+import getpass
 import logging
 import re
 import secrets
@@ -31,10 +33,12 @@ from jinja2 import Environment
 import models
 import tasks
 from api import ApiError, ok, to_json
+from auth import Auth
 from cache import CacheError, cache
 from models import database
 from pages import create_env, install_pages
 from settings import Settings, masked, scheme
+from users import install_users, save_admin
 
 log = logging.getLogger('sprig')
 access_log = logging.getLogger('sprig.access')
@@ -53,8 +57,10 @@ def create_app(settings: Settings) -> Bottle:
     app.default_error_handler = functools.partial(render_error, env, settings.app.debug)
     app.add_hook('before_request', functools.partial(start_request, settings.app.max_body_kb * 1024))
     app.add_hook('after_request', finish_request)
+    auth = Auth(settings)
     install_health(app)
-    install_pages(app, env)
+    install_users(app, settings, auth)
+    install_pages(app, env, auth)
     return app
 
 
@@ -243,6 +249,24 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def create_admin(args: argparse.Namespace) -> int:
+    tasks.configure(tasks.settings)
+    models.create_tables()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip('\n')
+    else:
+        password = getpass.getpass('Password: ')
+        if password != getpass.getpass('Repeat it: '):
+            return fail('the passwords differ')
+    try:
+        created = save_admin(args.name, password, args.mobile)
+    except ApiError as exc:
+        problems = exc.payload.get('errors', {})
+        return fail('; '.join(f'{field}: {message}' for field, message in problems.items()) or exc.body)
+    print(f'admin {args.name} {"created" if created else "updated"}')
+    return 0
+
+
 def ping(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
@@ -275,6 +299,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                      help='do not run tasks here; a huey_consumer process runs them')
     commands.add_parser('initdb', help='create missing tables')
     commands.add_parser('seed', help='add the demo data')
+    admin = commands.add_parser('create-admin', help='create an admin, or make a user one')
+    admin.add_argument('name', help='username (5-20 letters, digits or _)')
+    admin.add_argument('--password-stdin', action='store_true', help='read the password from stdin')
+    admin.add_argument('--mobile', help='mobile number, for SMS sign-in')
     check_queue = commands.add_parser('ping', help='check that a consumer runs tasks')
     check_queue.add_argument('--timeout', type=float, default=10.0, help='seconds to wait (10)')
     if not argv or argv[0].startswith('-') and argv[0] not in ('-h', '--help'):
@@ -282,7 +310,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-COMMANDS = {'serve': serve, 'initdb': initdb, 'seed': seed, 'ping': ping}
+COMMANDS = {'serve': serve, 'initdb': initdb, 'seed': seed, 'create-admin': create_admin, 'ping': ping}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,14 @@
-"""Tables: the database handle, bound once from [database] url, the base model and table creation."""
-from peewee import DatabaseProxy, Model
+"""Tables: the database handle, bound once from [database] url, the base model, tables and demo data."""
+import datetime
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    Model,
+)
 from playhouse.db_url import connect
 
 from settings import Settings, scheme, sqlite_file
@@ -14,13 +23,42 @@ SQLITE_PRAGMAS = {
 }
 
 
+def utcnow() -> datetime.datetime:
+    """Stored times are naive UTC: every backend compares them the same way."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
 class BaseModel(Model):
     class Meta:
         database = database
 
 
+class User(BaseModel):
+    username = CharField(max_length=20, unique=True)
+    # Unique but optional: NULLs never collide, so admins created on the command line need none.
+    mobile = CharField(max_length=11, unique=True, null=True)
+    email = CharField(max_length=254, unique=True, null=True)
+    password_hash = CharField(max_length=200)
+    is_admin = BooleanField(default=False)
+    is_active = BooleanField(default=True)
+    created = DateTimeField(default=utcnow)
+
+    def public(self) -> dict:
+        return {'id': self.id, 'username': self.username, 'mobile': self.mobile, 'email': self.email,
+                'is_admin': self.is_admin, 'created': self.created}
+
+
+class Token(BaseModel):
+    """A login: only a keyed hash of the token is stored, so a copy of the table logs nobody in."""
+
+    digest = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref='tokens', on_delete='CASCADE')
+    created = DateTimeField(default=utcnow)
+    expires = DateTimeField(index=True)
+
+
 # Every table, in creation order (a table after those it refers to).
-MODELS: list[type[Model]] = []
+MODELS: list[type[Model]] = [User, Token]
 
 
 def init_db(settings: Settings) -> None:

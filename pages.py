@@ -1,7 +1,8 @@
 """HTML pages: one autoescaping Jinja2 environment over views/, the page routes and static files."""
-from bottle import Bottle, static_file
+from bottle import Bottle, redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from auth import Auth
 from settings import PROJECT_DIR, Settings
 
 VIEWS = PROJECT_DIR / 'views'
@@ -16,12 +17,35 @@ def create_env(settings: Settings) -> Environment:
     return env
 
 
-def install_pages(app: Bottle, env: Environment) -> None:
+def local_next() -> str:
+    """The ?next= page to return to after signing in: a path on this site, never another site."""
+    target = request.query.getunicode('next') or '/'
+    if not target.startswith('/') or target.startswith('//') or '\\' in target:
+        return '/'
+    return target
+
+
+def install_pages(app: Bottle, env: Environment, auth: Auth) -> None:
     """Mount the pages and /static/ on app."""
+
+    def render(name: str, **context) -> str:
+        return env.get_template(name).render(user=auth.current_user(), **context)
 
     @app.get('/')
     def home() -> str:
-        return env.get_template('home.html').render()
+        return render('home.html')
+
+    @app.get('/login')
+    def login_page() -> str:
+        if auth.current_user():
+            redirect(local_next())
+        return render('login.html', next=local_next())
+
+    @app.get('/register')
+    def register_page() -> str:
+        if auth.current_user():
+            redirect(local_next())
+        return render('register.html', next=local_next())
 
     @app.get('/static/<path:path>')
     def static(path: str):

@@ -4,10 +4,11 @@ Every key has its default in the shipped config.ini, so that file is the one ref
 value raises SettingsError with one line that names the key; start-up prints it and stops.
 """
 import configparser
+import importlib.util
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,11 +64,37 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    token_ttl: int = limits(60)
+    lookups_per_minute: int = limits(0)
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    backend: str
+    code_ttl: int = limits(1)
+    max_attempts: int = limits(1, 100)
+    resend_interval: int = limits(0)
+    per_address_hourly: int = limits(0)
+    send_retries: int = limits(0, 10)
+    outbox: Path | None
+    tencent_secret_id: str
+    tencent_secret_key: str = field(repr=False)
+    tencent_region: str
+    tencent_app_id: str
+    tencent_sign_name: str
+    tencent_template_id: str
+    tencent_endpoint: str
+
+
+@dataclass(frozen=True)
 class Settings:
     app: AppSettings
     database: DatabaseSettings
     queue: QueueSettings
     cache: CacheSettings
+    auth: AuthSettings
+    sms: SmsSettings
 
 
 SECTIONS = {f.name: f.type for f in fields(Settings)}
@@ -142,6 +169,8 @@ def convert(label: str, f, text: str):
         return convert_int(label, text, f.metadata.get('min'), f.metadata.get('max'))
     if f.type is Path:
         return project_path(text)
+    if f.type == Path | None:
+        return project_path(text) if text else None
     return text
 
 
@@ -193,18 +222,16 @@ def resolve(s: Settings) -> Settings:
     check_base_url(s.app.base_url)
     if not s.queue.name.replace('-', '').replace('_', '').isalnum():
         raise SettingsError(f'[queue] name: {s.queue.name!r} may hold only letters, digits, - and _')
+    check_sms(s.sms)
     shared_db = scheme(database) != 'sqlite'
     secret = resolve_secret(s.app.secret_key, data, s.app.debug, shared_db)
-    return Settings(
+    return replace(
+        s,
         app=replace(s.app, base_url=s.app.base_url.rstrip('/'), secret_key=secret),
         database=DatabaseSettings(url=database),
         queue=replace(s.queue, url=queue),
         cache=replace(s.cache, url=cache),
     )
-
-
-def replace(obj, **changes):
-    return type(obj)(**{**{f.name: getattr(obj, f.name) for f in fields(obj)}, **changes})
 
 
 def resolve_url(label: str, url: str, default: Path, allowed: set[str]) -> str:
@@ -243,6 +270,19 @@ def checked_server_url(label: str, url: str) -> str:
     if scheme(url) in SQL_SCHEMES and not parts.path.strip('/'):
         raise SettingsError(f'{label}: {url!r} names no database')
     return url
+
+
+def check_sms(sms: SmsSettings) -> None:
+    if sms.backend == 'console':
+        return
+    if sms.backend != 'tencent':
+        raise SettingsError(f'[sms] backend: unknown backend {sms.backend!r} (use console or tencent)')
+    for name in ('secret_id', 'secret_key', 'region', 'app_id', 'sign_name', 'template_id', 'endpoint'):
+        if not getattr(sms, f'tencent_{name}'):
+            raise SettingsError(f'[sms] tencent_{name}: required by the tencent backend')
+    if importlib.util.find_spec('tencentcloud') is None:
+        raise SettingsError('[sms] backend: tencent needs its SDK: '
+                            '.venv/bin/pip install -r requirements-tencent.txt')
 
 
 def check_base_url(url: str) -> None:

@@ -15,6 +15,7 @@ from huey import Huey
 from huey.consumer import Consumer
 from huey.storage import RedisStorage, SqliteStorage
 
+import sms
 from cache import init_cache
 from models import database, init_db
 from settings import Settings, SettingsError, load_settings, scheme, sqlite_file
@@ -88,6 +89,12 @@ def close_connection(task, value, exc) -> None:
     requests do. In immediate mode the task ran inside its caller, who still needs it."""
     if not huey.immediate and not database.is_closed():
         database.close()
+
+
+@huey.task(retries=settings.sms.send_retries, retry_delay=2, retry_backoff=2)
+def send_sms_code(mobile: str, code: str, scene: str) -> None:
+    """Deliver a verification code; a failure is retried with growing delays, then recorded."""
+    sms.create_backend(settings).send(mobile, code, scene)
 
 
 @huey.task()

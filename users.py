@@ -1,0 +1,233 @@
+"""Users and SMS codes: the /api/v1/user/ routes of API.md and the accounts they create."""
+import re
+from typing import Annotated, Literal
+
+from bottle import Bottle
+from peewee import IntegrityError
+from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator
+
+import tasks
+from api import ApiError, Input, client_address, ok, parse_body, parse_query, refuse, validated
+from auth import Auth, check_login, hash_password
+from cache import cache
+from models import User, database
+from ratelimit import throttle, too_many
+from settings import Settings
+from sms import CodeRejected, Codes, TooSoon
+
+MOBILE = re.compile(r'1[3-9]\d{9}')
+WRONG_LOGIN = 'wrong username or password'
+
+
+def matching(pattern: str, message: str) -> type[str]:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return Annotated[StrictStr, AfterValidator(check)]
+
+
+def not_a_mobile(value: str) -> str:
+    # Logins accept a username or a mobile number; one must not look like the other.
+    if MOBILE.fullmatch(value):
+        raise ValueError('must not be a mobile number')
+    return value
+
+
+Mobile = matching(r'1[3-9]\d{9}', 'must be an 11-digit mobile number starting with 13-19')
+Username = Annotated[matching(r'\w{5,20}', 'must be 5-20 letters, digits or underscores'),
+                     AfterValidator(not_a_mobile)]
+SmsCode = matching(r'\d{6}', 'must be the 6 digits you received')
+Email = matching(r'[^@\s]{1,64}@[^@\s]+\.[^@\s]+', 'must be an e-mail address')
+Password = Annotated[StrictStr, Field(min_length=8, max_length=64)]
+
+
+class MobileQuery(Input):
+    mobile: Mobile
+
+
+class SendCode(Input):
+    mobile: Mobile
+    scene: Literal['register', 'login']
+
+
+class Register(Input):
+    username: Username
+    password: Password
+    password2: StrictStr
+    mobile: Mobile
+    sms_code: SmsCode
+    allow: StrictBool
+    email: Email | None = None
+
+    @field_validator('password2')
+    @classmethod
+    def same_password(cls, value: str, info: ValidationInfo) -> str:
+        if 'password' in info.data and value != info.data['password']:
+            raise ValueError('the two passwords differ')
+        return value
+
+    @field_validator('allow')
+    @classmethod
+    def accepted(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError('accept the terms to register')
+        return value
+
+
+class Login(Input):
+    username: Annotated[StrictStr, Field(min_length=1, max_length=254)]
+    password: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class SmsLogin(Input):
+    mobile: Mobile
+    sms_code: SmsCode
+
+
+class AdminAccount(Input):
+    username: Username
+    password: Password
+    mobile: Mobile | None = None
+
+
+def conflicts(username: str, mobile: str | None, email: str | None = None) -> dict[str, str]:
+    """The fields whose value another account already has."""
+    taken = {}
+    if User.select().where(User.username == username).exists():
+        taken['username'] = 'already taken'
+    if mobile and User.select().where(User.mobile == mobile).exists():
+        taken['mobile'] = 'already registered; sign in instead'
+    if email and User.select().where(User.email == email).exists():
+        taken['email'] = 'already registered'
+    return taken
+
+
+def conflict_error(taken: dict[str, str]) -> ApiError:
+    return ApiError(409, f'already in use: {", ".join(taken)}', errors=taken)
+
+
+def find_login(name: str) -> User | None:
+    """The account a login name designates: a mobile number, an e-mail address or a username."""
+    if MOBILE.fullmatch(name):
+        return User.get_or_none(User.mobile == name)
+    if '@' in name:
+        return User.get_or_none(User.email == name)
+    return User.get_or_none(User.username == name)
+
+
+def code_error(status: int, exc: CodeRejected) -> ApiError:
+    return ApiError(status, str(exc), errors={'sms_code': str(exc)})
+
+
+def save_admin(username: str, password: str, mobile: str | None = None) -> bool:
+    """Create an admin, or make an existing user one with this password. True if created.
+
+    :raise ApiError 400: a bad username, password or mobile; 409: the mobile is another user's.
+    """
+    account = validated(AdminAccount, {'username': username, 'password': password, 'mobile': mobile})
+    password_hash = hash_password(account.password)
+    with database.atomic():
+        user = User.get_or_none(User.username == account.username)
+        if user is None:
+            user = User(username=account.username)
+        user.password_hash, user.is_admin = password_hash, True
+        user.mobile = account.mobile or user.mobile
+        created = user.id is None
+        try:
+            user.save()
+        except IntegrityError:
+            raise conflict_error({'mobile': 'belongs to another user'}) from None
+    return created
+
+
+def install_users(app: Bottle, settings: Settings, auth: Auth) -> None:
+    """Mount the /api/v1/user/ routes."""
+    codes = Codes(cache, settings)
+    limit = settings.app.max_body_kb * 1024
+
+    @app.get('/api/v1/user/mobile')
+    def check_mobile() -> dict:
+        query = parse_query(MobileQuery)
+        throttle(f'lookup:{client_address()}', settings.auth.lookups_per_minute, 60, 'lookups')
+        if User.select().where(User.mobile == query.mobile).exists():
+            return ok('registered')
+        return refuse('not registered')
+
+    @app.post('/api/v1/user/sms')
+    def send_code() -> dict:
+        body = parse_body(SendCode, limit)
+        registered = User.select().where(User.mobile == body.mobile).exists()
+        if body.scene == 'register' and registered:
+            raise conflict_error({'mobile': 'already registered; sign in instead'})
+        if body.scene == 'login' and not registered:
+            return refuse('mobile not registered')
+        throttle(f'sms:{client_address()}', settings.sms.per_address_hourly, 3600, 'codes from this address')
+        try:
+            code = codes.issue(body.mobile, body.scene)
+        except TooSoon as exc:
+            wait = exc.retry_after
+            raise too_many(f'a code was just sent; ask again in {wait} s', wait) from None
+        try:
+            result = tasks.send_sms_code(body.mobile, code, body.scene)
+        except Exception:
+            codes.allow_resend(body.mobile)  # it never left: let the user ask again at once
+            raise
+        return ok('sent', status=202, task_id=result.id, retry_after=settings.sms.resend_interval)
+
+    @app.post('/api/v1/user/register')
+    def register() -> dict:
+        body = parse_body(Register, limit)
+        taken = conflicts(body.username, body.mobile, body.email)
+        if taken:  # before the code check, so fixing the username does not cost a try
+            raise conflict_error(taken)
+        try:
+            codes.check(body.mobile, 'register', body.sms_code)
+        except CodeRejected as exc:
+            raise code_error(400, exc) from None
+        password_hash = hash_password(body.password)  # slow: outside the transaction
+        try:
+            with database.atomic():
+                user = User.create(username=body.username, mobile=body.mobile, email=body.email,
+                                   password_hash=password_hash)
+                if not codes.consume(body.mobile, 'register'):
+                    raise CodeRejected('this code was just used; request a new one')
+        except IntegrityError:
+            # A concurrent registration won the race; the unique constraints said so.
+            raise conflict_error(conflicts(body.username, body.mobile, body.email)
+                                 or {'username': 'already taken'}) from None
+        except CodeRejected as exc:
+            raise code_error(400, exc) from None
+        return ok('registered', status=201, **auth.login(user))
+
+    @app.post('/api/v1/user/login')
+    def login() -> dict:
+        body = parse_body(Login, limit)
+        user = find_login(body.username)
+        if not check_login(user, body.password):
+            raise ApiError(401, WRONG_LOGIN)
+        return ok('signed in', **auth.login(user))
+
+    @app.post('/api/v1/user/login/sms')
+    def login_by_code() -> dict:
+        body = parse_body(SmsLogin, limit)
+        try:
+            codes.check(body.mobile, 'login', body.sms_code)
+        except CodeRejected as exc:
+            raise code_error(401, exc) from None
+        user = User.get_or_none(User.mobile == body.mobile)
+        if user is None or not user.is_active or not codes.consume(body.mobile, 'login'):
+            raise ApiError(401, 'this code cannot sign you in; request a new one')
+        return ok('signed in', **auth.login(user))
+
+    @app.get('/api/v1/user/me')
+    def me() -> dict:
+        return ok(result=auth.require_user().public())
+
+    @app.post('/api/v1/user/logout')
+    def logout() -> dict:
+        auth.logout()  # idempotent: signing out twice is not an error
+        return ok('signed out')
