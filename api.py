@@ -83,6 +83,8 @@ def to_json(value: Any) -> str:
 
 
 def encode_extra(value: Any) -> str:
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC).isoformat()  # stored times are UTC
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
     raise TypeError(f'{type(value).__name__} is not JSON serialisable')

@@ -20,7 +20,7 @@ WRONG_LOGIN = 'wrong username or password'
 
 
 def matching(pattern: str, message: str) -> type[str]:
-    compiled = re.compile(pattern)
+    compiled = re.compile(pattern, re.DOTALL)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
@@ -42,7 +42,7 @@ Username = Annotated[matching(r'\w{5,20}', 'must be 5-20 letters, digits or unde
                      AfterValidator(not_a_mobile)]
 SmsCode = matching(r'\d{6}', 'must be the 6 digits you received')
 Email = matching(r'[^@\s]{1,64}@[^@\s]+\.[^@\s]+', 'must be an e-mail address')
-Password = Annotated[StrictStr, Field(min_length=8, max_length=64)]
+Password = matching(r'.{8,64}', 'must be 8-64 characters')
 
 
 class MobileQuery(Input):
