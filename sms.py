@@ -57,10 +57,10 @@ class Codes:
 
         :raise TooSoon: a code went to this mobile less than resend_interval seconds ago.
         """
-        now = time.time()
-        if not self.cache.add(f'sms:sent:{mobile}', now, ttl=self.sms.resend_interval or None):
+        now, interval = time.time(), self.sms.resend_interval
+        if interval and not self.cache.add(f'sms:sent:{mobile}', now, ttl=interval):
             sent_at = self.cache.get(f'sms:sent:{mobile}', now)
-            raise TooSoon(max(1, math.ceil(self.sms.resend_interval - (now - sent_at))))
+            raise TooSoon(max(1, math.ceil(interval - (now - sent_at))))
         code = f'{secrets.randbelow(10**6):06d}'
         self.cache.set(f'sms:code:{scene}:{mobile}', self.keyed(mobile, scene, code), ttl=self.sms.code_ttl)
         self.cache.delete(f'sms:tries:{scene}:{mobile}')
