@@ -54,10 +54,10 @@ def create_app(settings: Settings) -> Bottle:
     app.install(guard)
     app.install(JSONPlugin(json_dumps=to_json))
     env = create_env(settings)
-    app.default_error_handler = functools.partial(render_error, env, settings.app.debug)
+    auth = Auth(settings)
+    app.default_error_handler = functools.partial(render_error, env, auth, settings.app.debug)
     app.add_hook('before_request', functools.partial(start_request, settings.app.max_body_kb * 1024))
     app.add_hook('after_request', finish_request)
-    auth = Auth(settings)
     install_health(app)
     install_users(app, settings, auth)
     install_pages(app, env, auth)
@@ -142,7 +142,7 @@ def error_message(err: HTTPError) -> str:
     return str(err.body)
 
 
-def render_error(env: Environment, debug: bool, err: HTTPError) -> str:
+def render_error(env: Environment, auth: Auth, debug: bool, err: HTTPError) -> str:
     """Every error answer: JSON under /api/, an HTML page elsewhere; details only in debug."""
     body = {'code': err.status_code, 'msg': error_message(err), **getattr(err, 'payload', {})}
     if err.status_code >= 500:
@@ -152,7 +152,17 @@ def render_error(env: Environment, debug: bool, err: HTTPError) -> str:
         response.content_type = 'application/json'
         return to_json({**body, 'traceback': trace} if trace else body)
     response.content_type = 'text/html; charset=utf-8'
-    return env.get_template('error.html').render(error=body, reason=err.status_line, traceback=trace)
+    return env.get_template('error.html').render(error=body, reason=err.status_line, traceback=trace,
+                                                 user=signed_in(auth))
+
+
+def signed_in(auth: Auth):
+    """The user for an error page's header; None when even that fails (the database may be
+    what broke), so the error page itself never does."""
+    try:
+        return auth.current_user()
+    except Exception:
+        return None
 
 
 def check(probe: Callable[[], object]) -> str:
