@@ -60,7 +60,8 @@ if scheme(settings.cache.url) == 'memory' and Path(sys.argv[0]).name == 'huey_co
     sys.exit('sprig: [cache] url: memory:// cannot be shared with a separate consumer; '
              'use sqlite:/// or redis://')
 
-huey = Huey(settings.queue.name, immediate=settings.queue.immediate,
+# store_intermediate_errors=False: a task that fails once and then succeeds must not read as failed.
+huey = Huey(settings.queue.name, immediate=settings.queue.immediate, store_intermediate_errors=False,
             **storage_options(settings.queue.url))
 init_db(settings)
 init_cache(settings)
@@ -91,10 +92,15 @@ def close_connection(task, value, exc) -> None:
         database.close()
 
 
-@huey.task(retries=settings.sms.send_retries, retry_delay=2, retry_backoff=2)
+@huey.task(retry_delay=2, retry_backoff=2)
 def send_sms_code(mobile: str, code: str, scene: str) -> None:
     """Deliver a verification code; a failure is retried with growing delays, then recorded."""
     sms.create_backend(settings).send(mobile, code, scene)
+
+
+def queue_sms_code(mobile: str, code: str, scene: str):
+    """Enqueue send_sms_code with [sms] send_retries: Huey takes the count from the enqueuer."""
+    return send_sms_code(mobile, code, scene, retries=settings.sms.send_retries)
 
 
 @huey.task()

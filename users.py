@@ -37,7 +37,7 @@ def not_a_mobile(value: str) -> str:
     return value
 
 
-Mobile = matching(r'1[3-9]\d{9}', 'must be an 11-digit mobile number starting with 13-19')
+Mobile = matching(r'1[3-9]\d{9}', 'must be an 11-digit mobile number starting with 13 to 19')
 Username = Annotated[matching(r'\w{5,20}', 'must be 5-20 letters, digits or underscores'),
                      AfterValidator(not_a_mobile)]
 SmsCode = matching(r'\d{6}', 'must be the 6 digits you received')
@@ -172,7 +172,7 @@ def install_users(app: Bottle, settings: Settings, auth: Auth) -> None:
             wait = exc.retry_after
             raise too_many(f'a code was just sent; ask again in {wait} s', wait) from None
         try:
-            result = tasks.send_sms_code(body.mobile, code, body.scene)
+            result = tasks.queue_sms_code(body.mobile, code, body.scene)
         except Exception:
             codes.allow_resend(body.mobile)  # it never left: let the user ask again at once
             raise

@@ -215,3 +215,43 @@ def wait_http(url: str, proc: Proc, timeout: float = 20) -> tuple[int, dict]:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
     pytest.fail(f'no answer from {url} within {timeout} s:\n{proc.stderr()}')
+
+
+# Browser ----------------------------------------------------------------------------------------
+
+# Debian's Chromium, as root, on a machine without outside network: no sandbox, no background calls.
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+
+@pytest.fixture(scope='session')
+def browser():
+    """Headless Chromium from Debian's package, driven by Playwright (never `playwright install`)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f'{CHROMIUM} missing (apt-get install chromium)')
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser):
+    context = browser.new_context(viewport={'width': 1100, 'height': 700})
+    yield context
+    context.close()
+
+
+def start_site(spawn, data_dir: Path, **env: str) -> str:
+    """`python app.py` (embedded consumer) on a free port; its base URL once it answers."""
+    port = free_port()
+    server = spawn(python('app.py', '--port', str(port)), process_env(data_dir, **env), 'server')
+    wait_http(f'http://127.0.0.1:{port}/api/v1/health', server)
+    return f'http://127.0.0.1:{port}'
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot in tests/artifacts/ (git-ignored), to look at."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f'{name}.png'), full_page=True)

@@ -1,42 +1,16 @@
 """Pages in headless Chromium (Debian's package, driven by Playwright); screenshots in tests/artifacts/."""
-import os
-
 import pytest
-from conftest import ARTIFACTS, CHROMIUM, free_port, process_env, python, unavailable, wait_http
-
-FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync']
-
-
-@pytest.fixture(scope='module')
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        unavailable(f'{CHROMIUM} missing (apt-get install chromium)')
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield chromium
-        chromium.close()
+from conftest import shot, start_site
 
 
 @pytest.fixture
 def site(spawn, tmp_path) -> str:
-    port = free_port()
-    server = spawn(python('app.py', '--port', str(port)), process_env(tmp_path), 'server')
-    wait_http(f'http://127.0.0.1:{port}/api/v1/health', server)
-    return f'http://127.0.0.1:{port}'
+    return start_site(spawn, tmp_path)
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={'width': 1100, 'height': 700})
-    yield context.new_page()
-    context.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f'{name}.png'), full_page=True)
+def page(context):
+    return context.new_page()
 
 
 def test_home_page_renders_with_its_stylesheet(page, site):

@@ -5,6 +5,7 @@ The stand-in is a plain HTTP server on 127.0.0.1 ([sms] tencent_endpoint = http:
 it records every request and answers from a script, so a test decides when Tencent fails.
 """
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +31,7 @@ TENCENT = {  # every tencent_* key but the endpoint, which is the stand-in's own
     'SPRIG_SMS_TENCENT_SIGN_NAME': 'Sprig',
     'SPRIG_SMS_TENCENT_TEMPLATE_ID': '2000001',
 }
-WAIT = 30  # seconds: far above the 2 s and 4 s retry delays, so only a real hang fails
+WAIT = 60  # seconds: far above the retry delays (2, 4, 8 s), so only a real hang fails
 
 
 def sent(code: str = 'Ok', message: str = 'send success') -> dict:
@@ -58,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, *args) -> None:
         pass  # the requests are recorded; no noise on stderr
 
 
@@ -86,17 +87,26 @@ class FakeTencent(ThreadingHTTPServer):
             self.requests.append({'path': path, 'headers': headers, 'body': body})
             return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
-    def wait_requests(self, count: int, log: str = '') -> list[dict]:
-        deadline = time.monotonic() + WAIT
-        while len(self.requests) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(self.requests) >= count, f'{len(self.requests)} of {count} requests came:\n{log}'
-        return self.requests
+    def arrived(self, count: int) -> list[dict] | None:
+        """The first count requests, once that many came."""
+        with self.lock:
+            return self.requests[:count] if len(self.requests) >= count else None
 
     def close(self) -> None:
         self.shutdown()
         self.server_close()
         self.thread.join(5)
+
+
+def wait_until(check, failure: str, log=str):
+    """Poll check() until it returns something true, and return that; else fail with log()."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f'{failure} within {WAIT} s:\n{log()}')
 
 
 @pytest.fixture
@@ -155,8 +165,8 @@ def test_tencent_backend_requires_its_app_id(tmp_path, tencent):
 
 @pytest.fixture
 def producer(tmp_path):
-    """Bind this process's queue to the consumer's SQLite file (not immediate): retries with a
-    delay only run in a consumer. Other tests share the module-level huey: it goes back after."""
+    """Bind this process's queue to the consumer's SQLite file (not immediate): a retry with a delay
+    only runs in a consumer. Other tests share the module-level huey: it goes back afterwards."""
     yield lambda env: tasks.configure(make_settings(tmp_path, **env))
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
 
@@ -166,17 +176,14 @@ def start_consumer(spawn, tmp_path, env: dict[str, str]):
                  'consumer')
 
 
-def final_error(task_id: str, consumer) -> dict:
-    """The error Huey records once no retry is left (intermediate ones carry retries > 0)."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        try:
-            tasks.huey.result(task_id, preserve=True)
-        except TaskException as exc:
-            if exc.metadata['retries'] == 0:
-                return exc.metadata
-        time.sleep(0.2)
-    pytest.fail(f'no final error for {task_id} within {WAIT} s:\n{consumer.stderr()}')
+def final_error(task_id: str) -> dict | None:
+    """The error Huey records once no retry is left; an attempt that will be retried records one
+    too, with retries > 0."""
+    try:
+        tasks.huey.result(task_id, preserve=True)
+    except TaskException as exc:
+        return exc.metadata if exc.metadata['retries'] == 0 else None
+    return None
 
 
 def test_a_failed_send_is_retried_by_the_consumer_with_the_same_code(spawn, tmp_path, tencent, producer):
@@ -184,15 +191,13 @@ def test_a_failed_send_is_retried_by_the_consumer_with_the_same_code(spawn, tmp_
     env = tencent_env(tencent)
     producer(env)
     consumer = start_consumer(spawn, tmp_path, env)
-    task_id = tasks.send_sms_code(MOBILE, CODE, 'register').id
-    first, second = tencent.wait_requests(2, consumer.stderr())
+    task_id = tasks.queue_sms_code(MOBILE, CODE, 'register').id
+    first, second = wait_until(lambda: tencent.arrived(2), 'no retry reached Tencent', consumer.stderr)
     assert first['body']['TemplateParamSet'] == second['body']['TemplateParamSet'] == [CODE, '5']
-    deadline = time.monotonic() + WAIT
-    while f'{task_id} executed in' not in consumer.stderr() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert f'{task_id} executed in' in consumer.stderr(), consumer.stderr()
+    done = re.compile(rf'{task_id}\b.* executed in ')  # Huey's line for an attempt that succeeded
+    wait_until(lambda: done.search(consumer.stderr()), 'the retry never succeeded', consumer.stderr)
     assert consumer.stop() == 0
-    assert len(tencent.requests) == 2
+    assert len(tencent.requests) == 2  # nothing after the success
     assert tasks.huey.result(task_id, preserve=True) is None  # success: the task returns nothing
 
 
@@ -201,11 +206,16 @@ def test_a_send_that_always_fails_is_recorded_after_its_retries(spawn, tmp_path,
     env = tencent_env(tencent, SPRIG_SMS_SEND_RETRIES='1')
     producer(env)
     consumer = start_consumer(spawn, tmp_path, env)
-    task_id = tasks.send_sms_code(MOBILE, CODE, 'register').id
-    error = final_error(task_id, consumer)
+    result = tasks.queue_sms_code(MOBILE, CODE, 'register')
+    error = wait_until(lambda: final_error(result.id), 'no failure was recorded', consumer.stderr)
     assert consumer.stop() == 0
-    assert len(tencent.requests) == 2  # the first attempt and its one retry
+    assert len(tencent.requests) == 2  # the first attempt and send_retries = 1 retry
     assert 'InternalError' in error['error'] and 'backend down' in error['error']
-    log = consumer.stderr()
-    assert 'code:InternalError message:backend down' in log
+    log = consumer.stdout() + consumer.stderr()
+    assert 'code:InternalError message:backend down' in log  # Huey logs each attempt's traceback
     assert SECRET_KEY not in log
+
+
+def test_configure_sets_the_send_retries(producer):
+    producer({'SPRIG_SMS_SEND_RETRIES': '1'})
+    assert tasks.queue_sms_code(MOBILE, CODE, 'register').task.retries == 1

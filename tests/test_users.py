@@ -234,7 +234,7 @@ def test_mobile_check(client, tmp_path):
     register(client, tmp_path)
     assert client.get(f'/api/v1/user/mobile?mobile={MOBILE}').json['code'] == 100
     assert client.get('/api/v1/user/mobile?mobile=abc', status=400).json['errors'] == {
-        'mobile': 'must be an 11-digit mobile number starting with 13-19'}
+        'mobile': 'must be an 11-digit mobile number starting with 13 to 19'}
     assert 'unknown field' in client.get(f'/api/v1/user/mobile?mobile={MOBILE}&x=1', status=400).text
 
 
