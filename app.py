@@ -225,7 +225,7 @@ def stop(consumer: tasks.EmbeddedConsumer | None) -> None:
     if consumer is not None:
         # Waits up to [queue] shutdown_timeout for running tasks; a second Ctrl-C cuts it short.
         with contextlib.suppress(KeyboardInterrupt):
-            consumer.stop(graceful=True)
+            tasks.stop_embedded_consumer(consumer)
     log.info('stopped')
 
 

@@ -7,7 +7,9 @@ from peewee import (
     DatabaseProxy,
     DateTimeField,
     ForeignKeyField,
+    IntegerField,
     Model,
+    TextField,
 )
 from playhouse.db_url import connect
 
@@ -57,8 +59,63 @@ class Token(BaseModel):
     expires = DateTimeField(index=True)
 
 
+class TaskRecord(BaseModel):
+    """One task's life, from enqueue to its end (see engine.py): what the API and dashboard read."""
+
+    id = CharField(max_length=64, primary_key=True)  # Huey's task id: a random UUID
+    name = CharField(max_length=100, index=True)
+    args = TextField(default='')  # a summary for people, secrets masked
+    payload = TextField(null=True)  # the real arguments as JSON, to run it again
+    state = CharField(max_length=10, index=True)
+    user_id = IntegerField(null=True, index=True)  # who caused it, when a user did
+    consumer = CharField(max_length=100, null=True)
+    created_at = DateTimeField(index=True)
+    eta = DateTimeField(null=True)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    retries = IntegerField(default=0)
+    error = TextField(null=True)
+    result = TextField(null=True)
+    requeued = BooleanField(default=False)  # re-enqueued once after its consumer died
+
+    def public(self) -> dict:
+        return {field: getattr(self, field) for field in (
+            'id', 'name', 'args', 'state', 'created_at', 'eta', 'started_at', 'finished_at',
+            'retries', 'error', 'result', 'user_id')}
+
+
+class ConsumerBeat(BaseModel):
+    """A consumer's heartbeat: alive while beat_at is recent."""
+
+    id = CharField(max_length=100, primary_key=True)
+    host = CharField(max_length=255)
+    pid = IntegerField()
+    workers = IntegerField()
+    started_at = DateTimeField()
+    beat_at = DateTimeField(index=True)
+
+
+class Lease(BaseModel):
+    """A named lease (the scheduler's leadership): held by `holder` until `expires`."""
+
+    name = CharField(max_length=50, primary_key=True)
+    holder = CharField(max_length=100, null=True)
+    expires = DateTimeField()
+
+
+class Schedule(BaseModel):
+    """An interval task's clock, shared so that a new leader goes on where the last one stopped."""
+
+    name = CharField(max_length=100, primary_key=True)
+    every = IntegerField()
+    last_run = DateTimeField(null=True)
+    next_run = DateTimeField()
+
+
 # Every table, in creation order (a table after those it refers to).
-MODELS: list[type[Model]] = [User, Token]
+MODELS: list[type[Model]] = [User, Token, TaskRecord, ConsumerBeat, Lease, Schedule]
+# The tables people fill: a database with rows in none of them is a fresh install.
+CONTENT: list[type[Model]] = [User]
 
 
 def init_db(settings: Settings) -> None:
@@ -83,9 +140,9 @@ def create_tables() -> None:
 
 
 def is_empty() -> bool:
-    """True when no demo or user data exists yet (a fresh install)."""
+    """True when no demo or user data exists yet (a fresh install); task bookkeeping does not count."""
     with database.connection_context():
-        return not any(model.select().exists() for model in MODELS)
+        return not any(model.select().exists() for model in CONTENT)
 
 
 def seed_demo() -> None:

@@ -54,6 +54,9 @@ class QueueSettings:
     name: str
     workers: int = limits(1, 64)
     shutdown_timeout: int = limits(0)
+    heartbeat_timeout: int = limits(3)
+    max_retry_delay: int = limits(1)
+    retention_hours: int = limits(1)
     immediate: bool
 
 

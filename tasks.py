@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import redis
-from huey import Huey
-from huey.consumer import Consumer
-from huey.storage import RedisStorage, SqliteStorage
+from huey.storage import BlackHoleStorage, RedisStorage, SqliteStorage
 
 import sms
 from cache import init_cache
-from models import database, init_db
+from engine import SprigConsumer, SprigHuey, seconds_ago
+from models import ConsumerBeat, TaskRecord, database, init_db
 from settings import Settings, SettingsError, load_settings, scheme, sqlite_file
 
 
@@ -31,7 +30,7 @@ def storage_options(url: str) -> dict:
     return {'storage_class': RedisStorage, 'connection_pool': pool, 'notify_result': True}
 
 
-def bind_queue(target: Huey, settings: Settings) -> None:
+def bind_queue(target: SprigHuey, settings: Settings) -> None:
     """Point target at the storage [queue] names, immediate (in-process) when the settings say so."""
     options = storage_options(settings.queue.url)
     target.name = settings.queue.name
@@ -39,6 +38,9 @@ def bind_queue(target: Huey, settings: Settings) -> None:
     target.storage_kwargs = options
     target.immediate = settings.queue.immediate
     target.storage = target.create_storage()
+    target.shutdown_timeout = settings.queue.shutdown_timeout
+    target.heartbeat_timeout = settings.queue.heartbeat_timeout
+    target.max_retry_delay = settings.queue.max_retry_delay
 
 
 def configure(new: Settings) -> None:
@@ -60,14 +62,13 @@ if scheme(settings.cache.url) == 'memory' and Path(sys.argv[0]).name == 'huey_co
     sys.exit('sprig: [cache] url: memory:// cannot be shared with a separate consumer; '
              'use sqlite:/// or redis://')
 
-# store_intermediate_errors=False: a task that fails once and then succeeds must not read as failed.
-huey = Huey(settings.queue.name, immediate=settings.queue.immediate, store_intermediate_errors=False,
-            **storage_options(settings.queue.url))
-init_db(settings)
-init_cache(settings)
+# A placeholder storage until configure() binds the real one. store_intermediate_errors=False:
+# a task that fails once and then succeeds must not read as failed.
+huey = SprigHuey(settings.queue.name, storage_class=BlackHoleStorage, store_intermediate_errors=False)
+configure(settings)
 
 
-class EmbeddedConsumer(Consumer):
+class EmbeddedConsumer(SprigConsumer):
     """A consumer living in the web process: threads only, and the host keeps its signal handlers."""
 
     def _set_signal_handlers(self) -> None:
@@ -78,10 +79,15 @@ class EmbeddedConsumer(Consumer):
 
 def start_embedded_consumer() -> EmbeddedConsumer:
     consumer = EmbeddedConsumer(huey, workers=settings.queue.workers, worker_type='thread',
-                                initial_delay=0.05, max_delay=0.5, check_worker_health=False,
-                                shutdown_timeout=settings.queue.shutdown_timeout)
+                                initial_delay=0.05, max_delay=0.5, check_worker_health=False)
     consumer.start()
     return consumer
+
+
+def stop_embedded_consumer(consumer: EmbeddedConsumer) -> None:
+    """Stop as huey_consumer does: wait up to shutdown_timeout, then settle what still runs."""
+    consumer.stop(graceful=True)
+    huey.notify_interrupted_tasks()
 
 
 @huey.post_execute()
@@ -92,7 +98,7 @@ def close_connection(task, value, exc) -> None:
         database.close()
 
 
-@huey.task(retry_delay=2, retry_backoff=2)
+@huey.task(retry_delay=2, retry_backoff=2, secret=('code',), idempotent=True)
 def send_sms_code(mobile: str, code: str, scene: str) -> None:
     """Deliver a verification code; a failure is retried with growing delays, then recorded."""
     sms.create_backend(settings).send(mobile, code, scene)
@@ -103,7 +109,22 @@ def queue_sms_code(mobile: str, code: str, scene: str):
     return send_sms_code(mobile, code, scene, retries=settings.sms.send_retries)
 
 
-@huey.task()
+@huey.every(3600, idempotent=True)
+def prune_task_records() -> int:
+    """Retention: drop records (and their results) older than [queue] retention_hours."""
+    old = TaskRecord.select(TaskRecord.id).where(
+        (TaskRecord.created_at < seconds_ago(settings.queue.retention_hours * 3600))
+        & TaskRecord.finished_at.is_null(False))
+    ids = [record.id for record in old]
+    for task_id in ids:
+        huey.storage.delete_data(task_id)
+    for start in range(0, len(ids), 500):
+        TaskRecord.delete().where(TaskRecord.id.in_(ids[start:start + 500])).execute()
+    ConsumerBeat.delete().where(ConsumerBeat.beat_at < seconds_ago(settings.queue.retention_hours * 3600)).execute()
+    return len(ids)
+
+
+@huey.task(idempotent=True)
 def ping(sent_at: float) -> dict:
     """A no-op that says who ran it: the operator's proof that a consumer is listening."""
     return {'sent_at': sent_at, 'ran_at': time.time(), 'host': socket.gethostname(),

@@ -15,6 +15,7 @@ from conftest import huey_consumer, make_settings, process_env
 from huey.exceptions import TaskException
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
+import models
 import sms
 import tasks
 from settings import SettingsError
@@ -167,7 +168,10 @@ def test_tencent_backend_requires_its_app_id(tmp_path, tencent):
 def producer(tmp_path):
     """Bind this process's queue to the consumer's SQLite file (not immediate): a retry with a delay
     only runs in a consumer. Other tests share the module-level huey: it goes back afterwards."""
-    yield lambda env: tasks.configure(make_settings(tmp_path, **env))
+    def bind(env: dict[str, str]) -> None:
+        tasks.configure(make_settings(tmp_path, **env))
+        models.create_tables()
+    yield bind
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
 
 

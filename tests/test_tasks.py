@@ -4,6 +4,7 @@ import threading
 import pytest
 from conftest import make_settings
 
+import models
 import tasks
 from models import database
 
@@ -11,6 +12,7 @@ from models import database
 @pytest.fixture
 def queue(tmp_path):
     tasks.configure(make_settings(tmp_path))  # a SQLite queue, not immediate
+    models.create_tables()
     yield tasks.huey
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
 

@@ -1,0 +1,350 @@
+"""The task engine on top of Huey: records you can poll, retries with jitter, interval schedules
+run by one elected leader, consumer heartbeats and lost-task recovery.
+
+- Every task enqueued gets a TaskRecord row before it reaches the queue; Huey's signals move it
+  through queued, scheduled, started, retrying, succeeded, failed, revoked, expired and lost.
+- Every consumer beats in ConsumerBeat. One of them holds the "scheduler" Lease: it alone runs
+  crontab and interval tasks and marks the tasks of dead consumers lost (an idempotent task is
+  re-enqueued once instead).
+- SIGINT and SIGTERM both stop a consumer gracefully; what is still running when the shutdown
+  timeout ends is re-enqueued (idempotent) or marked lost.
+"""
+import datetime
+import inspect
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from huey import Huey, signals
+from huey.api import Task, TaskWrapper
+from huey.consumer import Consumer, Scheduler
+from peewee import Case, fn
+
+from models import ConsumerBeat, Lease, Schedule, TaskRecord, create_tables, database, utcnow
+
+log = logging.getLogger('sprig.engine')
+TERMINAL = ('succeeded', 'failed', 'revoked', 'expired', 'lost')
+BEAT_EVERY = 2  # seconds between heartbeats
+LEASE_TTL = 6  # a dead leader is replaced within this many seconds
+TICK = 0.25  # the coordinator's and scheduler's clock, in seconds
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the engine knows of a task beyond Huey: how to show and how to run it again."""
+
+    wrapper: TaskWrapper
+    params: tuple[str, ...]
+    secret: frozenset[str]
+    idempotent: bool
+
+
+@dataclass(frozen=True)
+class Interval:
+    name: str
+    every: int
+    wrapper: TaskWrapper
+
+
+def seconds_ago(seconds: float) -> datetime.datetime:
+    return utcnow() - datetime.timedelta(seconds=seconds)
+
+
+def to_utc(value: datetime.datetime | None) -> datetime.datetime | None:
+    """Huey's etas are naive UTC already (utc=True); aware ones are converted."""
+    if value is not None and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value
+
+
+class SprigHuey(Huey):
+    """Huey plus task records, retry jitter, interval tasks and the Sprig consumer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.infos: dict[str, TaskInfo] = {}
+        self.intervals: dict[str, Interval] = {}
+        self.consumer_id: str | None = None  # set in a process that runs a consumer
+        self.leader = False  # whether this process's consumer holds the scheduler lease
+        self.max_retry_delay = 300.0  # tasks.bind_queue sets these three from the settings
+        self.shutdown_timeout = 5.0
+        self.heartbeat_timeout = 10.0
+        self.signal()(self.record_signal)
+
+    def record_signal(self, signal: str, task: Task, *args) -> None:
+        """Signal receiver: move the task's record (runs in the thread that emitted the signal)."""
+        move = TRANSITIONS.get(signal)
+        if move is not None and not self.immediate:
+            move(self, task, *args)
+
+    def task(self, *, idempotent: bool = False, secret: tuple[str, ...] = (), **options) -> Callable:
+        """huey.task, plus: `idempotent` (safe to run twice, so re-run when its consumer dies)
+        and `secret` (argument names masked wherever the arguments are shown)."""
+        register = super().task(**options)
+
+        def decorate(func: Callable) -> TaskWrapper:
+            wrapper = register(func)
+            params = tuple(inspect.signature(func).parameters)
+            self.infos[wrapper.name] = TaskInfo(wrapper, params, frozenset(secret), idempotent)
+            return wrapper
+        return decorate
+
+    def every(self, seconds: int, **options) -> Callable:
+        """An interval task: run every `seconds` (>= 1) by the leader consumer."""
+        def decorate(func: Callable) -> TaskWrapper:
+            wrapper = self.task(**options)(func)
+            self.intervals[wrapper.name] = Interval(wrapper.name, max(1, int(seconds)), wrapper)
+            return wrapper
+        return decorate
+
+    def create_consumer(self, **options) -> 'SprigConsumer':
+        return SprigConsumer(self, **options)
+
+    def enqueue(self, task):
+        """Write the task's record first, so an id the caller gets is never unknown; a task the
+        queue refuses leaves no record behind."""
+        if self._immediate or not isinstance(task, Task):
+            return super().enqueue(task)
+        created = open_record(self, task)
+        try:
+            return super().enqueue(task)
+        except Exception:
+            if created:
+                TaskRecord.delete().where(TaskRecord.id == task.id).execute()
+            raise
+
+    def _requeue_task(self, task, timestamp, retry_eta=None):
+        # Huey multiplies the delay by the backoff; this adds a cap and full jitter, so that
+        # tasks failing together do not all retry in the same instant.
+        if retry_eta is None and task.retry_delay:
+            delay = min(float(task.retry_delay), self.max_retry_delay)
+            retry_eta = timestamp + datetime.timedelta(seconds=random.uniform(delay / 2, delay))
+            if task.retry_backoff:
+                task.retry_delay = min(task.retry_delay * task.retry_backoff, self.max_retry_delay)
+        return super()._requeue_task(task, timestamp, retry_eta)
+
+
+# Records -----------------------------------------------------------------------------------------
+
+def summary(huey: SprigHuey, task: Task) -> tuple[str, str | None, int | None]:
+    """(arguments for people, secrets masked; the real ones as JSON or None; the user_id argument)."""
+    info = huey.infos.get(task.name)
+    names = info.params if info else ()
+    bound = dict(zip(names, task.args, strict=False)) | dict(task.kwargs)
+    shown = {k: '***' if info and k in info.secret else v for k, v in bound.items()}
+    try:
+        payload = json.dumps([list(task.args), task.kwargs])
+    except (TypeError, ValueError):
+        payload = None
+    user_id = bound.get('user_id')
+    return json.dumps(shown, default=str)[:500], payload, user_id if isinstance(user_id, int) else None
+
+
+def open_record(huey: SprigHuey, task: Task) -> bool:
+    """Create the task's record, or move an existing one back to queued; True if created."""
+    eta = to_utc(task.eta)
+    now = utcnow()
+    state = 'scheduled' if eta and eta > now else 'queued'
+    args, payload, user_id = summary(huey, task)
+    insert = TaskRecord.insert(id=task.id, name=task.name, args=args, payload=payload, state=state,
+                               user_id=user_id, created_at=now, eta=eta).on_conflict_ignore()
+    if database.execute(insert).rowcount == 1:
+        return True
+    # Seen before: a delayed task falling due, a retry, or a re-run after its consumer died.
+    back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
+    TaskRecord.update(state=back, eta=eta).where(TaskRecord.id == task.id).execute()
+    return False
+
+
+def update(task: Task | TaskRecord, **values) -> None:
+    TaskRecord.update(**values).where(TaskRecord.id == task.id).execute()
+
+
+def finish(task: Task | TaskRecord, state: str, **values) -> None:
+    update(task, state=state, finished_at=utcnow(), **values)
+
+
+def error_text(exc: BaseException | None) -> str | None:
+    return None if exc is None else f'{type(exc).__name__}: {exc}'[:2000]
+
+
+def on_error(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
+    # With retries left Huey will send RETRYING next; with none, this failure is final.
+    if task.retries:
+        update(task, error=error_text(exc))
+    else:
+        finish(task, 'failed', error=error_text(exc))
+
+
+def on_interrupted(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
+    info = huey.infos.get(task.name)
+    if info and info.idempotent:
+        huey.enqueue(task)  # its record goes back to queued
+    else:
+        finish(task, 'lost', error='interrupted by a consumer shutdown')
+
+
+TRANSITIONS: dict[str, Callable] = {
+    signals.SIGNAL_SCHEDULED: lambda h, t, e=None: update(t, state=Case(
+        None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta)),
+    signals.SIGNAL_EXECUTING: lambda h, t, e=None: update(
+        t, state='started', started_at=utcnow(), consumer=h.consumer_id),
+    signals.SIGNAL_COMPLETE: lambda h, t, e=None: finish(t, 'succeeded', error=None),
+    signals.SIGNAL_ERROR: on_error,
+    signals.SIGNAL_LOCKED: on_error,
+    signals.SIGNAL_TIMEOUT: on_error,
+    signals.SIGNAL_RETRYING: lambda h, t, e=None: update(
+        t, state='retrying', retries=TaskRecord.retries + 1),
+    signals.SIGNAL_REVOKED: lambda h, t, e=None: finish(t, 'revoked'),
+    signals.SIGNAL_CANCELED: lambda h, t, e=None: finish(t, 'revoked'),
+    signals.SIGNAL_EXPIRED: lambda h, t, e=None: finish(t, 'expired'),
+    signals.SIGNAL_INTERRUPTED: on_interrupted,
+}
+
+
+# The consumer --------------------------------------------------------------------------------------
+
+class LeaderScheduler(Scheduler):
+    """Huey's scheduler with a finer tick, enqueueing crontab tasks only on the leader."""
+
+    def __init__(self, huey, stop_flag, interval, periodic):
+        super().__init__(huey, stop_flag, interval, periodic)
+        self.interval = TICK  # Huey clamps to whole seconds; delayed tasks start within TICK
+
+    def enqueue_periodic_tasks(self, now):
+        if self.huey.leader:
+            super().enqueue_periodic_tasks(now)
+
+
+class SprigConsumer(Consumer):
+    """A Huey consumer that beats, competes for the scheduler lease, and stops gracefully on
+    SIGINT and SIGTERM alike."""
+
+    scheduler_class = LeaderScheduler
+
+    def __init__(self, huey: SprigHuey, **options):
+        if options.get('shutdown_timeout') is None:
+            options['shutdown_timeout'] = huey.shutdown_timeout
+        super().__init__(huey, **options)
+        huey.consumer_id = f'{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}'
+        huey.leader = False
+        self._signal_actions = {signum: (False, True) for signum in self._signal_actions}
+        self.coordinator = Coordinator(huey, self.workers, self.stop_flag)
+
+    def start(self) -> None:
+        create_tables()  # a consumer may start before any web process has created them
+        super().start()
+        self.coordinator.start()
+
+    def stop(self, graceful: bool = False) -> None:
+        super().stop(graceful)
+        self.coordinator.join(5)
+
+
+class Coordinator(threading.Thread):
+    """Per consumer: heartbeats; on the leader, interval tasks and the lost-task sweep."""
+
+    def __init__(self, huey: SprigHuey, workers: int, stop_flag):
+        super().__init__(name='Coordinator', daemon=True)
+        self.huey, self.workers, self.stop_flag = huey, workers, stop_flag
+        self.started_at = utcnow()
+        self.next_beat = self.next_sweep = 0.0
+
+    def run(self) -> None:
+        clock = 0.0
+        while not self.stop_flag.wait(TICK):
+            clock += TICK
+            try:
+                self.tick(clock)
+            except Exception:
+                log.exception('coordinator tick failed; retrying')
+                database.close()
+        self.leave()
+
+    def tick(self, clock: float) -> None:
+        if clock >= self.next_beat:
+            self.next_beat = clock + BEAT_EVERY
+            self.beat()
+            self.huey.leader = take_lease(self.huey.consumer_id)
+        if self.huey.leader:
+            run_due_intervals(self.huey)
+            if clock >= self.next_sweep:
+                self.next_sweep = clock + BEAT_EVERY
+                sweep_lost(self.huey)
+
+    def beat(self) -> None:
+        now = utcnow()
+        ConsumerBeat.insert(id=self.huey.consumer_id, host=socket.gethostname(), pid=os.getpid(),
+                            workers=self.workers, started_at=self.started_at, beat_at=now
+                            ).on_conflict_replace().execute()
+
+    def leave(self) -> None:
+        """Say goodbye at once: the next leader need not wait for the lease to run out."""
+        try:
+            ConsumerBeat.delete().where(ConsumerBeat.id == self.huey.consumer_id).execute()
+            Lease.update(expires=seconds_ago(1)).where(Lease.holder == self.huey.consumer_id).execute()
+        except Exception:
+            log.exception('could not leave cleanly')
+        finally:
+            self.huey.leader = False
+            database.close()
+
+
+def take_lease(holder: str, name: str = 'scheduler') -> bool:
+    """Take or renew the lease; True while `holder` has it. One statement: a race has one winner."""
+    now = utcnow()
+    Lease.insert(name=name, holder=None, expires=now).on_conflict_ignore().execute()
+    won = (Lease.update(holder=holder, expires=now + datetime.timedelta(seconds=LEASE_TTL))
+           .where((Lease.name == name) & ((Lease.holder == holder) | (Lease.expires < now)))
+           .execute())
+    return won == 1
+
+
+def run_due_intervals(huey: SprigHuey) -> None:
+    now = utcnow()
+    for interval in huey.intervals.values():
+        Schedule.insert(name=interval.name, every=interval.every, next_run=now).on_conflict_ignore().execute()
+        if claim_run(interval, now):
+            interval.wrapper()
+
+
+def claim_run(interval: Interval, now: datetime.datetime) -> bool:
+    """Move the interval's clock on by one period if it is due; True for the one caller that did."""
+    step = datetime.timedelta(seconds=interval.every)
+    row = Schedule.get_or_none(Schedule.name == interval.name)
+    if row is None or row.next_run > now:
+        return False
+    # Keep the beat (next = previous + step) unless it fell behind by more than a period.
+    following = row.next_run + step if row.next_run + step > now else now + step
+    return (Schedule.update(last_run=now, next_run=following, every=interval.every)
+            .where((Schedule.name == interval.name) & (Schedule.next_run == row.next_run))
+            .execute()) == 1
+
+
+def sweep_lost(huey: SprigHuey) -> None:
+    """Tasks 'started' on a consumer without a recent heartbeat: re-run once if idempotent, else lost."""
+    alive = ConsumerBeat.select(ConsumerBeat.id).where(ConsumerBeat.beat_at > seconds_ago(huey.heartbeat_timeout))
+    stuck = TaskRecord.select().where((TaskRecord.state == 'started') & (TaskRecord.consumer.not_in(alive)))
+    for record in stuck:
+        info = huey.infos.get(record.name)
+        if info and info.idempotent and not record.requeued and record.payload:
+            args, kwargs = json.loads(record.payload)
+            update(record, requeued=True)
+            huey.enqueue(info.wrapper.s(*args, **kwargs, id=record.id))
+            log.warning('re-enqueued %s %s: its consumer %s died', record.name, record.id, record.consumer)
+        else:
+            TaskRecord.update(state='lost', finished_at=utcnow(), error=f'consumer {record.consumer} died'
+                              ).where((TaskRecord.id == record.id) & (TaskRecord.state == 'started')).execute()
+            log.warning('%s %s lost: its consumer %s died', record.name, record.id, record.consumer)
+
+
+def last_runs() -> dict[str, datetime.datetime]:
+    """The newest record per task name (for the periodic panel)."""
+    rows = TaskRecord.select(TaskRecord.name, fn.MAX(TaskRecord.created_at).alias('last')).group_by(TaskRecord.name)
+    return {row.name: row.last for row in rows}
