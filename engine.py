@@ -75,13 +75,24 @@ class SprigHuey(Huey):
         self.max_retry_delay = 300.0  # tasks.bind_queue sets these three from the settings
         self.shutdown_timeout = 5.0
         self.heartbeat_timeout = 10.0
+        self.records = True
         self.signal()(self.record_signal)
+        self.post_execute()(self.record_result)
+
+    def record_result(self, task: Task, value, exc: BaseException | None) -> None:
+        """Post-execute hook: a short summary of what the task returned, for people."""
+        if exc is None and value is not None and self.tracking:
+            update(task, result=json.dumps(value, default=str)[:500])
 
     def record_signal(self, signal: str, task: Task, *args) -> None:
         """Signal receiver: move the task's record (runs in the thread that emitted the signal)."""
         move = TRANSITIONS.get(signal)
-        if move is not None and not self.immediate:
+        if move is not None and self.tracking:
             move(self, task, *args)
+
+    @property
+    def tracking(self) -> bool:
+        return self.records and not self.immediate
 
     def task(self, *, idempotent: bool = False, secret: tuple[str, ...] = (), **options) -> Callable:
         """huey.task, plus: `idempotent` (safe to run twice, so re-run when its consumer dies)
@@ -91,7 +102,7 @@ class SprigHuey(Huey):
         def decorate(func: Callable) -> TaskWrapper:
             wrapper = register(func)
             params = tuple(inspect.signature(func).parameters)
-            self.infos[wrapper.name] = TaskInfo(wrapper, params, frozenset(secret), idempotent)
+            self.infos[task_name(wrapper)] = TaskInfo(wrapper, params, frozenset(secret), idempotent)
             return wrapper
         return decorate
 
@@ -99,7 +110,7 @@ class SprigHuey(Huey):
         """An interval task: run every `seconds` (>= 1) by the leader consumer."""
         def decorate(func: Callable) -> TaskWrapper:
             wrapper = self.task(**options)(func)
-            self.intervals[wrapper.name] = Interval(wrapper.name, max(1, int(seconds)), wrapper)
+            self.intervals[task_name(wrapper)] = Interval(task_name(wrapper), max(1, int(seconds)), wrapper)
             return wrapper
         return decorate
 
@@ -109,7 +120,7 @@ class SprigHuey(Huey):
     def enqueue(self, task):
         """Write the task's record first, so an id the caller gets is never unknown; a task the
         queue refuses leaves no record behind."""
-        if self._immediate or not isinstance(task, Task):
+        if not self.tracking or not isinstance(task, Task):
             return super().enqueue(task)
         created = open_record(self, task)
         try:
@@ -128,6 +139,11 @@ class SprigHuey(Huey):
             if task.retry_backoff:
                 task.retry_delay = min(task.retry_delay * task.retry_backoff, self.max_retry_delay)
         return super()._requeue_task(task, timestamp, retry_eta)
+
+
+def task_name(wrapper: TaskWrapper) -> str:
+    """The name Huey gives the wrapper's tasks (Task.name): the function's, unless name= was set."""
+    return wrapper.task_class.__name__
 
 
 # Records -----------------------------------------------------------------------------------------

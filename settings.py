@@ -57,6 +57,7 @@ class QueueSettings:
     heartbeat_timeout: int = limits(3)
     max_retry_delay: int = limits(1)
     retention_hours: int = limits(1)
+    records: bool
     immediate: bool
 
 

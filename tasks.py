@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 from huey.storage import BlackHoleStorage, RedisStorage, SqliteStorage
+from peewee import DatabaseError
 
 import sms
 from cache import init_cache
@@ -41,6 +42,7 @@ def bind_queue(target: SprigHuey, settings: Settings) -> None:
     target.shutdown_timeout = settings.queue.shutdown_timeout
     target.heartbeat_timeout = settings.queue.heartbeat_timeout
     target.max_retry_delay = settings.queue.max_retry_delay
+    target.records = settings.queue.records
 
 
 def configure(new: Settings) -> None:
@@ -91,10 +93,10 @@ def stop_embedded_consumer(consumer: EmbeddedConsumer) -> None:
 
 
 @huey.post_execute()
-def close_connection(task, value, exc) -> None:
-    """A task opens a connection on its first query (autoconnect); close it after the task, as
-    requests do. In immediate mode the task ran inside its caller, who still needs it."""
-    if not huey.immediate and not database.is_closed():
+def drop_broken_connection(task, value, exc) -> None:
+    """A worker thread keeps its own connection from task to task (opened on first use); one
+    that a database error may have broken is closed, so the next task opens a fresh one."""
+    if isinstance(exc, DatabaseError) and not huey.immediate and not database.is_closed():
         database.close()
 
 

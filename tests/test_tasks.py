@@ -1,12 +1,13 @@
-"""Tasks on a real (non-immediate) queue: each task's database connection is its own."""
+"""Tasks on a real (non-immediate) queue, executed as a consumer thread does: connections and records."""
 import threading
 
 import pytest
 from conftest import make_settings
+from peewee import OperationalError
 
 import models
 import tasks
-from models import database
+from models import TaskRecord, database
 
 
 @pytest.fixture
@@ -17,24 +18,35 @@ def queue(tmp_path):
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
 
 
-def test_a_task_closes_the_connection_it_opened(queue):
+def run_one(queue) -> dict:
+    """Dequeue and execute one task in a fresh thread, as a consumer's worker does."""
+    seen = {}
+
+    def worker():
+        seen['value'] = queue.execute(queue.dequeue())
+        seen['closed'] = database.is_closed()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    return seen
+
+
+def test_a_worker_keeps_its_connection_unless_the_database_failed(queue):
     @queue.task()
     def count_one() -> int:
         return database.execute_sql('SELECT 1').fetchone()[0]
 
-    after = {}
+    @queue.task()
+    def break_down() -> None:
+        raise OperationalError('server closed the connection unexpectedly')
 
-    def worker():  # what a consumer thread does with a dequeued task
-        task = queue.dequeue()
-        after['value'] = queue.execute(task)
-        after['closed'] = database.is_closed()
-
-    result = count_one()
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-    assert after == {'value': 1, 'closed': True}
-    assert result.get() == 1
+    count_one()
+    assert run_one(queue) == {'value': 1, 'closed': False}
+    failed = break_down()
+    assert run_one(queue)['closed'] is True
+    with database.connection_context():
+        record = TaskRecord.get_by_id(failed.id)
+    assert (record.state, record.error) == ('failed', 'OperationalError: server closed the connection unexpectedly')
 
 
 def test_immediate_mode_leaves_the_callers_connection_open(settings):
@@ -47,3 +59,22 @@ def test_immediate_mode_leaves_the_callers_connection_open(settings):
     with database.connection_context():
         assert count_two().get() == 2
         assert not database.is_closed()
+
+
+def test_records_follow_a_task_that_succeeds(queue):
+    result = tasks.ping(1.0)
+    with database.connection_context():
+        assert TaskRecord.get_by_id(result.id).state == 'queued'
+    run_one(queue)
+    with database.connection_context():
+        record = TaskRecord.get_by_id(result.id)
+    assert (record.state, record.name, record.args) == ('succeeded', 'ping', '{"sent_at": 1.0}')
+    assert record.started_at <= record.finished_at
+
+
+def test_secret_arguments_are_masked_in_the_record(queue):
+    result = tasks.queue_sms_code('13800138000', '123456', 'register')
+    with database.connection_context():
+        record = TaskRecord.get_by_id(result.id)
+    assert '123456' not in record.args and '"code": "***"' in record.args
+    assert '13800138000' in record.args

@@ -1,0 +1,54 @@
+"""Tasks that exist only for the engine tests, registered on the real queue.
+
+A consumer runs them with `huey_consumer testtasks.huey` (PYTHONPATH=tests); the test process
+imports this module to enqueue them. Files under TESTTASKS_DIR let tasks leave traces.
+"""
+import os
+import time
+from pathlib import Path
+
+from tasks import huey
+
+
+def trace(name: str, line: str) -> None:
+    with (Path(os.environ['TESTTASKS_DIR']) / name).open('a') as out:
+        out.write(line + '\n')
+
+
+@huey.task()
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@huey.task()
+def fail() -> None:
+    raise ValueError('boom')
+
+
+@huey.task(retries=2, retry_delay=1)
+def flaky(name: str) -> str:
+    """Fails on its first attempt only."""
+    marker = Path(os.environ['TESTTASKS_DIR']) / name
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError('first attempt fails')
+    return 'second attempt'
+
+
+@huey.task()
+def nap(seconds: float) -> str:
+    trace('naps', f'{os.getpid()} {time.time()}')
+    time.sleep(seconds)
+    return 'rested'
+
+
+@huey.task(idempotent=True)
+def safe_nap(seconds: float) -> str:
+    trace('safe_naps', f'{os.getpid()} {time.time()}')
+    time.sleep(seconds)
+    return 'rested'
+
+
+@huey.every(2)
+def tick() -> None:
+    trace('ticks', f'{os.getpid()} {time.time()}')
