@@ -42,13 +42,28 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     return errors
 
 
+def unstorable(value: Any) -> bool:
+    """Text no database column takes: NUL characters (PostgreSQL) or lone surrogates (no UTF-8)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        return True
+    return '\x00' in value
+
+
 def validated(model: type[M], data: dict) -> M:
     """:raise ApiError 400: naming every bad field of data at once."""
+    errors = {name: 'contains characters that are not allowed' for name, value in data.items()
+              if unstorable(value)}
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        raise ApiError(400, f'invalid input: {", ".join(errors)}', errors=errors) from None
+        errors = field_errors(exc) | errors
+    if errors:
+        raise ApiError(400, f'invalid input: {", ".join(errors)}', errors=errors)
+    return result
 
 
 def parse_body(model: type[M], limit: int) -> M:
@@ -98,13 +113,16 @@ def json_body(limit: int) -> dict:
     """
     if request.content_type.split(';')[0].strip().lower() != 'application/json':
         raise ApiError(400, 'expected a JSON body (Content-Type: application/json)')
-    raw = request.body.read(limit + 1)
+    # Straight from the server's stream: Bottle's request.body would read it all first.
+    raw = request.environ['wsgi.input'].read(limit + 1)
     if len(raw) > limit:
         raise ApiError(413, f'request body too large (limit {limit // 1024} KB)')
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f'malformed JSON: {exc}') from None
+    except RecursionError:
+        raise ApiError(400, 'malformed JSON: nested too deeply') from None
     if not isinstance(data, dict):
         raise ApiError(400, 'the JSON body must be an object')
     return data

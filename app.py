@@ -38,7 +38,7 @@ from cache import CacheError, cache
 from models import database
 from pages import create_env, install_pages
 from settings import Settings, masked, scheme
-from users import install_users, save_admin
+from users import UserApi, save_admin
 
 log = logging.getLogger('sprig')
 access_log = logging.getLogger('sprig.access')
@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> Bottle:
     app.add_hook('before_request', functools.partial(start_request, settings.app.max_body_kb * 1024))
     app.add_hook('after_request', finish_request)
     install_health(app)
-    install_users(app, settings, auth)
+    UserApi(settings, auth).install(app)
     install_pages(app, env, auth)
     return app
 
@@ -197,13 +197,18 @@ def serve(args: argparse.Namespace) -> int:
         return fail('[cache] url: memory:// cannot be shared with a separate consumer; '
                     'use sqlite:/// or redis://')
     app = create_app(settings)
-    prepare_database()
+    try:
+        prepare_database()
+    except peewee.DatabaseError as exc:
+        return fail(f'database unavailable ({masked(settings.database.url)}): {exc}')
     host, port = args.host or settings.app.host, args.port or settings.app.port
     try:
         server = waitress.create_server(
             app, host=host, port=port, threads=args.threads or settings.app.threads,
-            # Waitress buffers bodies before the app sees them; this keeps that bounded.
-            max_request_body_size=2 * settings.app.max_body_kb * 1024)
+            # Waitress buffers bodies before the app sees them (to disk past 512 KB); this bounds
+            # that buffer. The app's own JSON 413 answers everything below it.
+            max_request_body_size=max(64 * settings.app.max_body_kb * 1024, 16 * 1024 * 1024),
+            **proxy_options(settings.app.trusted_proxy))
     except OSError as exc:
         return fail(f'cannot listen on {host}:{port}: {exc.strerror}')
     consumer = None if args.no_consumer else tasks.start_embedded_consumer()
@@ -218,6 +223,14 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         stop(consumer)
     return 0
+
+
+def proxy_options(proxy: str) -> dict:
+    """Waitress options that make REMOTE_ADDR the client's when a trusted proxy forwards it."""
+    if not proxy:
+        return {}
+    return {'trusted_proxy': proxy, 'trusted_proxy_headers': 'x-forwarded-for',
+            'clear_untrusted_proxy_headers': True}
 
 
 def stop(consumer: tasks.EmbeddedConsumer | None) -> None:
@@ -240,22 +253,25 @@ def banner(settings: Settings, host: str, port: int, embedded: bool) -> str:
 
 def prepare_database() -> None:
     models.create_tables()
-    if models.is_empty():
-        log.info('empty database: adding demo data')
-        models.seed_demo()
+    if models.is_empty() and (added := models.seed_demo()):
+        log.info('empty database: %d demo rows added', added)
 
 
 def initdb(args: argparse.Namespace) -> int:
-    tasks.configure(tasks.settings)
-    models.create_tables()
+    try:
+        models.create_tables()
+    except peewee.DatabaseError as exc:
+        return fail(f'database unavailable ({masked(tasks.settings.database.url)}): {exc}')
     print(f'tables ready in {masked(tasks.settings.database.url)}')
     return 0
 
 
 def seed(args: argparse.Namespace) -> int:
-    tasks.configure(tasks.settings)
-    models.seed_demo()
-    print('demo data added')
+    try:
+        added = models.seed_demo()
+    except peewee.DatabaseError as exc:
+        return fail(f'database unavailable ({masked(tasks.settings.database.url)}): {exc}')
+    print(f'demo data: {added} rows added')
     return 0
 
 

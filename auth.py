@@ -69,6 +69,7 @@ class Auth:
         self.secret = settings.app.secret_key
         self.ttl = settings.auth.token_ttl
         self.secure_cookie = urlsplit(settings.app.base_url).scheme == 'https'
+        self.site = urlsplit(settings.app.base_url).netloc
 
     def login(self, user: User) -> dict:
         """A new token for user, set as the pages' cookie too; the body of a login answer."""
@@ -107,7 +108,7 @@ class Auth:
         token, from_cookie = self.presented_token()
         if not token:
             return None
-        if from_cookie and request.method not in SAFE_METHODS and not same_origin():
+        if from_cookie and request.method not in SAFE_METHODS and not same_origin(self.site):
             raise ApiError(403, 'cross-site request refused')
         row = (Token.select(Token, User).join(User)
                .where((Token.digest == keyed(self.secret, token)) & (Token.expires > utcnow())
@@ -130,7 +131,8 @@ class Auth:
         return user
 
 
-def same_origin() -> bool:
-    """False when the browser says the request comes from another site."""
+def same_origin(site: str) -> bool:
+    """False when the browser says the request comes from another site than this one (the
+    public address, or the Host the request came to when no proxy rewrites it)."""
     origin = request.get_header('Origin')
-    return origin is None or urlsplit(origin).netloc == request.get_header('Host', '')
+    return origin is None or urlsplit(origin).netloc in (site, request.get_header('Host', ''))

@@ -20,7 +20,9 @@ def create_env(settings: Settings) -> Environment:
 def local_next() -> str:
     """The ?next= page to return to after signing in: a path on this site, never another site."""
     target = request.query.getunicode('next') or '/'
-    if not target.startswith('/') or target.startswith('//') or '\\' in target:
+    # Browsers drop tabs and newlines from URLs and read '\\' as '/': '/\t/evil' is '//evil'.
+    odd = any(char <= ' ' or char in '\x7f\\' for char in target)
+    if odd or not target.startswith('/') or target.startswith('//'):
         return '/'
     return target
 

@@ -21,5 +21,15 @@ def throttle(key: str, limit: int, window: int, what: str) -> None:
     raise too_many(f'too many {what}; try again in {retry_after} s', retry_after)
 
 
+def refuse_after_failures(key: str, limit: int, window: int) -> None:
+    """:raise ApiError 429: `key` failed `limit` times (0 = no limit) within the last `window` s."""
+    if limit > 0 and cache.get(f'failures:{key}', 0) >= limit:
+        raise too_many(f'too many failed attempts; try again in {window // 60} minutes', window)
+
+
+def count_failure(key: str, window: int) -> None:
+    cache.incr(f'failures:{key}', ttl=window)
+
+
 def too_many(msg: str, retry_after: int) -> ApiError:
     return ApiError(429, msg, retry_after=retry_after, headers={'Retry-After': str(retry_after)})

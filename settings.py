@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -27,7 +28,8 @@ class SettingsError(Exception):
     """A setting is missing or bad; the message names the key and says what would do."""
 
 
-def limits(low: int, high: int | None = None) -> dict:
+def limits(low: int, high: int | None = None) -> Any:
+    """A dataclass field whose whole number must lie in [low, high]."""
     return field(metadata={'min': low, 'max': high})
 
 
@@ -41,6 +43,7 @@ class AppSettings:
     data_dir: Path
     threads: int = limits(1, 256)
     max_body_kb: int = limits(1)
+    trusted_proxy: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class CacheSettings:
 class AuthSettings:
     token_ttl: int = limits(60)
     lookups_per_minute: int = limits(0)
+    logins_per_minute: int = limits(0)
+    login_failures: int = limits(0)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class SmsSettings:
     max_attempts: int = limits(1, 100)
     resend_interval: int = limits(0)
     per_address_hourly: int = limits(0)
+    per_mobile_daily: int = limits(0)
     send_retries: int = limits(0, 10)
     outbox: Path | None
     tencent_secret_id: str

@@ -12,12 +12,12 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from cache import Cache
 from settings import Settings, SmsSettings
 
 log = logging.getLogger('sprig.sms')
-SCENES = ('register', 'login')
 
 
 class TooSoon(Exception):
@@ -75,14 +75,16 @@ class Codes:
 
         :raise CodeRejected: with the reason, for the sms_code field.
         """
-        stored = self.cache.get(f'sms:code:{scene}:{mobile}')
+        key = f'sms:code:{scene}:{mobile}'
+        stored = self.cache.get(key)
         if stored is None:
             raise CodeRejected('no valid code: it expired, was used, or was never sent; request a new one')
-        if hmac.compare_digest(stored, self.keyed(mobile, scene, code)):
-            return
+        # Count the try before comparing: concurrent guesses cannot all slip in under the limit.
         tries = self.cache.incr(f'sms:tries:{scene}:{mobile}', ttl=self.sms.code_ttl)
+        if tries <= self.sms.max_attempts and hmac.compare_digest(stored, self.keyed(mobile, scene, code)):
+            return
         if tries >= self.sms.max_attempts:
-            self.cache.delete(f'sms:code:{scene}:{mobile}')
+            self.cache.delete(key)
             raise CodeRejected('too many wrong codes; request a new one')
         raise CodeRejected(f'wrong code ({self.sms.max_attempts - tries} tries left)')
 
@@ -117,7 +119,8 @@ class TencentBackend:
         self.sms = sms
         self.minutes = str(max(1, code_ttl // 60))
 
-    def client(self):
+    def client(self) -> Any:
+        """An SDK client (the SDK is optional, so it is imported only here)."""
         from tencentcloud.common import credential
         from tencentcloud.common.profile.client_profile import ClientProfile
         from tencentcloud.common.profile.http_profile import HttpProfile

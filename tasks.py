@@ -17,7 +17,7 @@ from peewee import DatabaseError
 import sms
 from cache import init_cache
 from engine import SprigConsumer, SprigHuey, seconds_ago
-from models import ConsumerBeat, TaskRecord, database, init_db
+from models import ConsumerBeat, TaskRecord, Token, database, init_db, utcnow
 from settings import Settings, SettingsError, load_settings, scheme, sqlite_file
 
 
@@ -112,8 +112,9 @@ def queue_sms_code(mobile: str, code: str, scene: str):
 
 
 @huey.every(3600, idempotent=True)
-def prune_task_records() -> int:
-    """Retention: drop records (and their results) older than [queue] retention_hours."""
+def prune_records() -> int:
+    """Retention: drop task records (and their results) older than [queue] retention_hours,
+    heartbeats of long-gone consumers, and expired login tokens."""
     old = TaskRecord.select(TaskRecord.id).where(
         (TaskRecord.created_at < seconds_ago(settings.queue.retention_hours * 3600))
         & TaskRecord.finished_at.is_null(False))
@@ -123,6 +124,7 @@ def prune_task_records() -> int:
     for start in range(0, len(ids), 500):
         TaskRecord.delete().where(TaskRecord.id.in_(ids[start:start + 500])).execute()
     ConsumerBeat.delete().where(ConsumerBeat.beat_at < seconds_ago(settings.queue.retention_hours * 3600)).execute()
+    Token.delete().where(Token.expires < utcnow()).execute()
     return len(ids)
 
 

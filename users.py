@@ -1,6 +1,6 @@
 """Users and SMS codes: the /api/v1/user/ routes of API.md and the accounts they create."""
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from bottle import Bottle
 from peewee import IntegrityError
@@ -10,16 +10,19 @@ import tasks
 from api import ApiError, Input, client_address, ok, parse_body, parse_query, refuse, validated
 from auth import Auth, check_login, hash_password
 from cache import cache
-from models import User, database
-from ratelimit import throttle, too_many
+from models import Token, User, database
+from ratelimit import count_failure, refuse_after_failures, throttle, too_many
 from settings import Settings
 from sms import CodeRejected, Codes, TooSoon
 
-MOBILE = re.compile(r'1[3-9]\d{9}')
+MOBILE_PATTERN = r'1[3-9][0-9]{9}'  # [0-9], not \d: Python's \d takes any script's digits
+MOBILE = re.compile(MOBILE_PATTERN)
 WRONG_LOGIN = 'wrong username or password'
+LOGIN_FAILURE_WINDOW = 900  # seconds an account's failed sign-ins are remembered
 
 
-def matching(pattern: str, message: str) -> type[str]:
+def matching(pattern: str, message: str) -> Any:
+    """A str type for pydantic fields that must match pattern whole, failing with message."""
     compiled = re.compile(pattern, re.DOTALL)
 
     def check(value: str) -> str:
@@ -37,11 +40,13 @@ def not_a_mobile(value: str) -> str:
     return value
 
 
-Mobile = matching(r'1[3-9]\d{9}', 'must be an 11-digit mobile number starting with 13 to 19')
+Mobile = matching(MOBILE_PATTERN, 'must be an 11-digit mobile number starting with 13 to 19')
 Username = Annotated[matching(r'\w{5,20}', 'must be 5-20 letters, digits or underscores'),
                      AfterValidator(not_a_mobile)]
-SmsCode = matching(r'\d{6}', 'must be the 6 digits you received')
-Email = matching(r'[^@\s]{1,64}@[^@\s]+\.[^@\s]+', 'must be an e-mail address')
+SmsCode = matching(r'[0-9]{6}', 'must be the 6 digits you received')
+# Lower case: addresses are compared and kept as one spelling.
+Email = Annotated[matching(r'(?=.{3,254}\Z)[^@\s]{1,64}@[^@\s]+\.[^@\s]+', 'must be an e-mail address'),
+                  AfterValidator(str.lower)]
 Password = matching(r'.{8,64}', 'must be 8-64 characters')
 
 
@@ -99,7 +104,7 @@ def conflicts(username: str, mobile: str | None, email: str | None = None) -> di
     taken = {}
     if User.select().where(User.username == username).exists():
         taken['username'] = 'already taken'
-    if mobile and User.select().where(User.mobile == mobile).exists():
+    if mobile and User.has_mobile(mobile):
         taken['mobile'] = 'already registered; sign in instead'
     if email and User.select().where(User.email == email).exists():
         taken['email'] = 'already registered'
@@ -115,7 +120,7 @@ def find_login(name: str) -> User | None:
     if MOBILE.fullmatch(name):
         return User.get_or_none(User.mobile == name)
     if '@' in name:
-        return User.get_or_none(User.email == name)
+        return User.get_or_none(User.email == name.lower())
     return User.get_or_none(User.username == name)
 
 
@@ -134,58 +139,71 @@ def save_admin(username: str, password: str, mobile: str | None = None) -> bool:
         user = User.get_or_none(User.username == account.username)
         if user is None:
             user = User(username=account.username)
-        user.password_hash, user.is_admin = password_hash, True
+        user.password_hash, user.is_admin, user.is_active = password_hash, True, True
         user.mobile = account.mobile or user.mobile
         created = user.id is None
         try:
             user.save()
         except IntegrityError:
             raise conflict_error({'mobile': 'belongs to another user'}) from None
+        if not created:  # a new password signs out every old session
+            Token.delete().where(Token.user == user).execute()
     return created
 
 
-def install_users(app: Bottle, settings: Settings, auth: Auth) -> None:
-    """Mount the /api/v1/user/ routes."""
-    codes = Codes(cache, settings)
-    limit = settings.app.max_body_kb * 1024
+class UserApi:
+    """The /api/v1/user/ routes, for one app's settings."""
 
-    @app.get('/api/v1/user/mobile')
-    def check_mobile() -> dict:
+    def __init__(self, settings: Settings, auth: Auth):
+        self.settings, self.auth = settings, auth
+        self.codes = Codes(cache, settings)
+        self.limit = settings.app.max_body_kb * 1024
+
+    def install(self, app: Bottle) -> None:
+        app.get('/api/v1/user/mobile', callback=self.check_mobile)
+        app.post('/api/v1/user/sms', callback=self.send_code)
+        app.post('/api/v1/user/register', callback=self.register)
+        app.post('/api/v1/user/login', callback=self.login)
+        app.post('/api/v1/user/login/sms', callback=self.login_by_code)
+        app.get('/api/v1/user/me', callback=self.me)
+        app.post('/api/v1/user/logout', callback=self.logout)
+
+    def check_mobile(self) -> dict:
         query = parse_query(MobileQuery)
-        throttle(f'lookup:{client_address()}', settings.auth.lookups_per_minute, 60, 'lookups')
-        if User.select().where(User.mobile == query.mobile).exists():
-            return ok('registered')
-        return refuse('not registered')
+        throttle(f'lookup:{client_address()}', self.settings.auth.lookups_per_minute, 60, 'lookups')
+        return ok('registered') if User.has_mobile(query.mobile) else refuse('not registered')
 
-    @app.post('/api/v1/user/sms')
-    def send_code() -> dict:
-        body = parse_body(SendCode, limit)
-        registered = User.select().where(User.mobile == body.mobile).exists()
+    def send_code(self) -> dict:
+        body = parse_body(SendCode, self.limit)
+        sms = self.settings.sms
+        # Counted first: the answers below say whether a mobile is registered.
+        throttle(f'sms:{client_address()}', sms.per_address_hourly, 3600, 'codes from this address')
+        registered = User.has_mobile(body.mobile)
         if body.scene == 'register' and registered:
             raise conflict_error({'mobile': 'already registered; sign in instead'})
         if body.scene == 'login' and not registered:
             return refuse('mobile not registered')
-        throttle(f'sms:{client_address()}', settings.sms.per_address_hourly, 3600, 'codes from this address')
+        throttle(f'sms-mobile:{body.mobile}', sms.per_mobile_daily, 86400, 'codes to this number today')
         try:
-            code = codes.issue(body.mobile, body.scene)
+            code = self.codes.issue(body.mobile, body.scene)
         except TooSoon as exc:
             wait = exc.retry_after
             raise too_many(f'a code was just sent; ask again in {wait} s', wait) from None
         try:
             result = tasks.queue_sms_code(body.mobile, code, body.scene)
         except Exception:
-            codes.allow_resend(body.mobile)  # it never left: let the user ask again at once
+            self.codes.allow_resend(body.mobile)  # it never left: let the user ask again at once
             raise
-        return ok('sent', status=202, task_id=result.id, retry_after=settings.sms.resend_interval)
+        return ok('sent', status=202, task_id=result.id, retry_after=sms.resend_interval)
 
-    @app.post('/api/v1/user/register')
-    def register() -> dict:
-        body = parse_body(Register, limit)
+    def register(self) -> dict:
+        body = parse_body(Register, self.limit)
+        throttle(f'lookup:{client_address()}', self.settings.auth.lookups_per_minute, 60, 'attempts')
         taken = conflicts(body.username, body.mobile, body.email)
         if taken:  # before the code check, so fixing the username does not cost a try
             raise conflict_error(taken)
         try:
-            codes.check(body.mobile, 'register', body.sms_code)
+            self.codes.check(body.mobile, 'register', body.sms_code)
         except CodeRejected as exc:
             raise code_error(400, exc) from None
         password_hash = hash_password(body.password)  # slow: outside the transaction
@@ -193,7 +211,7 @@ def install_users(app: Bottle, settings: Settings, auth: Auth) -> None:
             with database.atomic():
                 user = User.create(username=body.username, mobile=body.mobile, email=body.email,
                                    password_hash=password_hash)
-                if not codes.consume(body.mobile, 'register'):
+                if not self.codes.consume(body.mobile, 'register'):
                     raise CodeRejected('this code was just used; request a new one')
         except IntegrityError:
             # A concurrent registration won the race; the unique constraints said so.
@@ -201,33 +219,35 @@ def install_users(app: Bottle, settings: Settings, auth: Auth) -> None:
                                  or {'username': 'already taken'}) from None
         except CodeRejected as exc:
             raise code_error(400, exc) from None
-        return ok('registered', status=201, **auth.login(user))
+        return ok('registered', status=201, **self.auth.login(user))
 
-    @app.post('/api/v1/user/login')
-    def login() -> dict:
-        body = parse_body(Login, limit)
+    def login(self) -> dict:
+        body = parse_body(Login, self.limit)
+        auth = self.settings.auth
+        throttle(f'login:{client_address()}', auth.logins_per_minute, 60, 'sign-in attempts')
+        account = f'login-failures:{body.username.lower()}'
+        refuse_after_failures(account, auth.login_failures, LOGIN_FAILURE_WINDOW)
         user = find_login(body.username)
         if not check_login(user, body.password):
+            count_failure(account, LOGIN_FAILURE_WINDOW)
             raise ApiError(401, WRONG_LOGIN)
-        return ok('signed in', **auth.login(user))
+        return ok('signed in', **self.auth.login(user))
 
-    @app.post('/api/v1/user/login/sms')
-    def login_by_code() -> dict:
-        body = parse_body(SmsLogin, limit)
+    def login_by_code(self) -> dict:
+        body = parse_body(SmsLogin, self.limit)
+        throttle(f'login:{client_address()}', self.settings.auth.logins_per_minute, 60, 'sign-in attempts')
         try:
-            codes.check(body.mobile, 'login', body.sms_code)
+            self.codes.check(body.mobile, 'login', body.sms_code)
         except CodeRejected as exc:
             raise code_error(401, exc) from None
         user = User.get_or_none(User.mobile == body.mobile)
-        if user is None or not user.is_active or not codes.consume(body.mobile, 'login'):
+        if user is None or not user.is_active or not self.codes.consume(body.mobile, 'login'):
             raise ApiError(401, 'this code cannot sign you in; request a new one')
-        return ok('signed in', **auth.login(user))
+        return ok('signed in', **self.auth.login(user))
 
-    @app.get('/api/v1/user/me')
-    def me() -> dict:
-        return ok(result=auth.require_user().public())
+    def me(self) -> dict:
+        return ok(result=self.auth.require_user().public())
 
-    @app.post('/api/v1/user/logout')
-    def logout() -> dict:
-        auth.logout()  # idempotent: signing out twice is not an error
+    def logout(self) -> dict:
+        self.auth.logout()  # idempotent: signing out twice is not an error
         return ok('signed out')

@@ -90,7 +90,8 @@ document.querySelectorAll('button[data-send-code]').forEach(button => {
     }
     if (answer.code === 100) {
       report(form, answer, 'Code sent. It is valid for a few minutes.');
-      countdown(button, answer.retry_after || 60);
+      if (answer.retry_after > 0) countdown(button, answer.retry_after);
+      else button.disabled = false;
     } else {
       report(form, answer);
       if (answer.code === 429 && answer.retry_after) countdown(button, answer.retry_after);

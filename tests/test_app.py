@@ -67,6 +67,7 @@ def test_wrong_method(client):
     (b'{"a": ', 'application/json', 'malformed JSON'),
     (b'\xff\xfe', 'application/json', 'malformed JSON'),
     (b'[1, 2]', 'application/json', 'must be an object'),
+    (b'[' * 1020, 'application/json', 'nested too deeply'),  # within the 1 KB limit
     (b'a=1', 'application/x-www-form-urlencoded', 'expected a JSON body'),
 ])
 def test_bad_json_bodies(client, body, content_type, message):

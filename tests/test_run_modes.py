@@ -123,3 +123,44 @@ def test_port_in_use_is_one_clear_line(spawn, tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert f'cannot listen on 127.0.0.1:{port}' in done.stderr and 'Traceback' not in done.stderr
+
+
+def post_json(port: int, path: str, body: bytes, headers: dict | None = None) -> tuple[int, str, dict]:
+    import http.client
+    import json
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    try:
+        conn.request('POST', path, body, {'Content-Type': 'application/json', **(headers or {})})
+        reply = conn.getresponse()
+        return reply.status, reply.getheader('Content-Type'), json.loads(reply.read())
+    finally:
+        conn.close()
+
+
+def test_oversized_bodies_get_the_json_413_from_the_real_server(spawn, tmp_path):
+    server = serve(spawn, process_env(tmp_path, SPRIG_APP_MAX_BODY_KB='1'), 'serve', '--no-consumer')
+    port = int(server.proc.args[-1])
+    for size in (1500, 3000, 100_000):
+        status, kind, body = post_json(port, '/api/v1/user/login', b'{"x": "' + b'y' * size + b'"}')
+        assert (status, kind, body['code']) == (413, 'application/json', 413), size
+
+
+def test_an_unreachable_database_is_one_line_at_start(tmp_path):
+    env = process_env(tmp_path, SPRIG_DATABASE_URL='postgresql://nobody@127.0.0.1:1/x',
+                      SPRIG_APP_SECRET_KEY=SECRET)
+    done = subprocess.run(python('app.py', '--port', str(free_port())), cwd=PROJECT_DIR, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and 'sprig: database unavailable' in done.stderr
+    assert 'Traceback' not in done.stderr
+
+
+def test_behind_a_trusted_proxy_limits_count_clients(spawn, tmp_path):
+    env = process_env(tmp_path, SPRIG_APP_TRUSTED_PROXY='127.0.0.1', SPRIG_SMS_PER_ADDRESS_HOURLY='1')
+    port = int(serve(spawn, env).proc.args[-1])
+
+    def send(mobile: str, client: str) -> int:
+        body = f'{{"mobile": "{mobile}", "scene": "register"}}'.encode()
+        return post_json(port, '/api/v1/user/sms', body, {'X-Forwarded-For': client})[0]
+    assert send('13900139001', '203.0.113.1') == 202
+    assert send('13900139002', '203.0.113.2') == 202  # another client, same proxy
+    assert send('13900139003', '203.0.113.1') == 429

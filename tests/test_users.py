@@ -355,3 +355,96 @@ def test_admin_routes_check_is_admin(tmp_path):
     with database.connection_context():
         User.update(is_admin=True).execute()
     assert client.get('/api/v1/test/admin').json['who'] == 'alice_01'
+
+
+# Hardening found by review ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('path, body, field', [
+    ('/api/v1/user/register', registration('123456', email='\ud800@a.bc'), 'email'),
+    ('/api/v1/user/register', registration('123456', email='a' * 250 + '@b.cd'), 'email'),
+    ('/api/v1/user/login', {'username': 'ab\u0000cdef', 'password': PASSWORD}, 'username'),
+    ('/api/v1/user/sms', {'mobile': '13٨٠٠١٣٨٠٠٠', 'scene': 'register'}, 'mobile'),
+    ('/api/v1/user/login/sms', {'mobile': MOBILE, 'sms_code': '١٢٣٤٥٦'}, 'sms_code'),
+])
+def test_unstorable_or_foreign_characters_are_400(client, path, body, field):
+    assert field in client.post_json(path, body, status=400).json['errors']
+
+
+def test_concurrent_guesses_cannot_beat_the_attempt_limit(tmp_path):
+    from cache import cache
+    from sms import CodeRejected, Codes
+    settings = make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true', SPRIG_SMS_MAX_ATTEMPTS='5')
+    sprig_app.create_app(settings)
+    codes = Codes(cache, settings)
+    right = codes.issue(MOBILE, 'login')
+    guesses = [wrong(right)] * 29 + [right]
+    outcomes, barrier = [], threading.Barrier(len(guesses))
+
+    def guess(code):
+        barrier.wait()
+        try:
+            codes.check(MOBILE, 'login', code)
+            outcomes.append('accepted')
+        except CodeRejected as exc:
+            outcomes.append(str(exc))
+    threads = [threading.Thread(target=guess, args=(g,)) for g in guesses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    compared = [o for o in outcomes if o == 'accepted' or o.startswith('wrong code')]
+    assert len(compared) <= 5 - 1  # the 5th counted try is the one that kills the code
+
+
+def test_enumeration_through_send_code_is_throttled(tmp_path):
+    client = make_client(tmp_path, SPRIG_SMS_PER_ADDRESS_HOURLY='2')
+    register(client, tmp_path)
+    send_code(client, MOBILE, status=409)
+    assert send_code(client, MOBILE, status=429).json['code'] == 429
+
+
+def test_codes_per_mobile_per_day(tmp_path):
+    client = make_client(tmp_path, SPRIG_SMS_PER_MOBILE_DAILY='1', SPRIG_SMS_RESEND_INTERVAL='0')
+    send_code(client)
+    assert 'today' in send_code(client, status=429).json['msg']
+
+
+def test_password_sign_in_is_throttled_per_account_and_per_address(tmp_path):
+    client = make_client(tmp_path, SPRIG_AUTH_LOGIN_FAILURES='3', SPRIG_AUTH_LOGINS_PER_MINUTE='6')
+    register(client, tmp_path)
+    for _ in range(3):
+        client.post_json('/api/v1/user/login', {'username': 'alice_01', 'password': 'bad password'}, status=401)
+    locked = client.post_json('/api/v1/user/login', {'username': 'ALICE_01', 'password': PASSWORD}, status=429)
+    assert locked.json['retry_after'] > 0  # even the right password waits
+    others = [client.post_json('/api/v1/user/login', {'username': f'nobody_{i}', 'password': 'x'}, status='*')
+              for i in range(3)]
+    assert [res.status_int for res in others] == [401, 401, 429]  # six attempts from this address
+
+
+def test_next_never_leaves_the_site(client, tmp_path):
+    register(client, tmp_path)
+    for target in ('/%09/evil.example', '//evil.example', '/%0a/evil.example', 'https://evil.example',
+                   '/\\evil.example'):
+        res = client.get(f'/login?next={target}', status=302)
+        assert res.headers['Location'] in ('http://localhost/', 'http://localhost:80/'), target
+    assert client.get('/login?next=/courses/free', status=302).headers['Location'].endswith('/courses/free')
+
+
+def test_same_site_write_behind_a_host_rewriting_proxy(tmp_path):
+    client = make_client(tmp_path, SPRIG_APP_BASE_URL='https://shop.example')
+    register(client, tmp_path)
+    res = client.post('/api/v1/user/logout', headers={'Origin': 'https://shop.example', 'Host': '127.0.0.1:8080'})
+    assert res.json['code'] == 100
+
+
+def test_create_admin_reactivates_and_signs_out_old_sessions(tmp_path):
+    client = make_client(tmp_path)
+    token = register(client, tmp_path)['token']
+    with database.connection_context():
+        User.update(is_active=False).execute()
+    from users import save_admin
+    with database.connection_context():
+        assert save_admin('alice_01', 'brand new password') is False
+        user = User.get(User.username == 'alice_01')
+        assert user.is_active and user.is_admin and not Token.select().where(Token.user == user).exists()
+    client.get('/api/v1/user/me', headers={'Authorization': f'Bearer {token}'}, status=401)

@@ -1,0 +1,269 @@
+"""The task engine, measured: enqueue and end-to-end rates of no-op tasks drained by
+`huey_consumer -w 4 -k thread`, on the SQLite and Redis queues with task records on and off, and
+how late tasks scheduled 2 s ahead start.
+
+    .venv/bin/python bench/tasks.py [--tasks N] [--quick]
+
+Prints one JSON line (a few minutes for the default 10,000 tasks; --quick runs 1,000).
+
+Each scenario (queue backend x records on/off) gets a fresh data directory (the SQLite files of
+the database, the queue and the cache), a queue named bench<random>, and two processes started
+here with that environment: `huey_consumer bench.tasks.huey -w 4 -k thread` (`-m 1` on SQLite)
+and a producer. Both import this file as the module bench.tasks, which registers the benchmark's
+tasks on the app's huey (tasks.py reads the scenario's settings from the environment); this
+process, the orchestrator, never imports the app. Redis is 127.0.0.1:6379 database 13: only the
+keys naming the scenario's queue are deleted afterwards; when unreachable, {"skipped": ...}.
+
+- The producer first waits for the consumer to run a few warm-up tasks (so it is running, its
+  workers awake), then enqueues N no-op tasks from one thread. enqueue_per_s = N / time of the
+  enqueue loop; end_to_end_per_s = N / time from the first enqueue until the N-th task has run.
+- "Has run" is counted exactly, without reading records or results (which would load what is
+  measured): each no-op appends one byte to a file (O_APPEND, one write(2) of a few microseconds)
+  and the producer, once done enqueueing, polls the file's size every 2 ms.
+- records_cost = 1 - end_to_end(records on) / end_to_end(records off), per backend.
+- Lateness (records on, after the rates): 40 tasks scheduled with delay=2, one every 0.05 s; each
+  returns time.time() at its start, read back with .get(blocking=True); lateness = start - eta,
+  the eta Huey computed at enqueue (enqueue time + 2 s). p50 and p99 are nearest-rank.
+The consumer logs as huey_consumer does by default (two INFO lines per task, to a file).
+"""
+import argparse
+import datetime
+import importlib
+import json
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+REDIS_URL = 'redis://127.0.0.1:6379/13'
+TARGETS = {'redis_records_on_end_to_end_per_s': 1500, 'records_cost_max': 0.2, 'lateness_p99_max_s': 1.1}
+WARM_UP = 20  # no-op tasks run before the clock starts
+DELAY = 2  # seconds ahead that the lateness tasks are scheduled
+LATE_TASKS, LATE_SPACING = 40, 0.05
+STOP_TIMEOUT = 15  # seconds a consumer gets after SIGINT before SIGKILL
+
+if __name__ == 'bench.tasks':
+    # The task side, in the consumer and in the producer: the app's huey, bound by tasks.py to the
+    # settings in this process's environment, plus the benchmark's two tasks.
+    from tasks import huey
+
+    MARKS = os.open(os.environ['BENCH_MARKS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    @huey.task()
+    def noop() -> None:
+        os.write(MARKS, b'.')  # the producer counts these bytes
+
+    @huey.task()
+    def clock() -> float:
+        return time.time()
+
+
+# Producer (a process per scenario, this file imported as bench.tasks) ------------------------------
+
+def wait_marks(path: Path, target: int, timeout: float) -> float:
+    """Wait until `target` tasks have left their mark; return the time.perf_counter() it was seen."""
+    deadline = time.monotonic() + timeout
+    while path.stat().st_size < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'{path.stat().st_size} of {target} tasks ran within {timeout} s')
+        time.sleep(0.002)
+    return time.perf_counter()
+
+
+def nearest_rank(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+def epoch(eta: datetime.datetime) -> float:
+    return eta.replace(tzinfo=datetime.UTC).timestamp()  # Huey's etas are naive UTC
+
+
+def produce(count: int, lateness: bool, timeout: float) -> dict:
+    import models
+    from models import TaskRecord, database
+
+    models.create_tables()
+    marks = Path(os.environ['BENCH_MARKS'])
+    marks.touch()
+    clock().get(blocking=True, timeout=60)  # the consumer is up
+    for _ in range(WARM_UP):
+        noop()
+    wait_marks(marks, WARM_UP, 60)
+
+    started = time.perf_counter()
+    for _ in range(count):
+        noop()
+    enqueued = time.perf_counter()
+    drained = wait_marks(marks, WARM_UP + count, timeout)
+    figures = {
+        'enqueue_per_s': round(count / (enqueued - started)),
+        'end_to_end_per_s': round(count / (drained - started)),
+        'enqueue_s': round(enqueued - started, 3),
+        'end_to_end_s': round(drained - started, 3),
+    }
+    with database.connection_context():
+        # A sanity check, after the clock: every no-op got its record (records on) or none did.
+        figures['records_written'] = TaskRecord.select().where(TaskRecord.name == 'noop').count()
+    if lateness:
+        results = []
+        for _ in range(LATE_TASKS):
+            results.append(clock.schedule(delay=DELAY))
+            time.sleep(LATE_SPACING)
+        late = [result.get(blocking=True, timeout=30) - epoch(result.task.eta) for result in results]
+        figures['lateness_s'] = {'p50': round(nearest_rank(late, 50), 3), 'p99': round(nearest_rank(late, 99), 3),
+                                 'max': round(max(late), 3), 'min': round(min(late), 3), 'tasks': len(late)}
+    return figures
+
+
+# Orchestrator --------------------------------------------------------------------------------------
+
+class Child:
+    """A process of a scenario, output to files in its data directory, stopped by its pid."""
+
+    def __init__(self, args: list[str], env: dict[str, str], logs: Path, name: str):
+        self.out_path, self.err_path = logs / f'{name}.out', logs / f'{name}.err'
+        with self.out_path.open('w') as out, self.err_path.open('w') as err:
+            self.proc = subprocess.Popen(args, cwd=PROJECT_DIR, env=env, stdout=out, stderr=err)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGINT, then SIGKILL if it has not exited within timeout."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)
+            if self.wait(timeout) is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def tail(self, lines: int = 5) -> str:
+        return ' | '.join(self.err_path.read_text(errors='replace').strip().splitlines()[-lines:])
+
+
+def child_env(data: Path, queue: str, url: str, records: bool) -> dict[str, str]:
+    """This environment minus any SPRIG_* setting, plus the scenario's."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
+    env = {**base, 'SPRIG_DATA_DIR': str(data), 'SPRIG_QUEUE_NAME': queue,
+           'SPRIG_QUEUE_RECORDS': 'true' if records else 'false', 'BENCH_MARKS': str(data / 'marks'),
+           'PYTHONPATH': str(PROJECT_DIR), 'PYTHONUNBUFFERED': '1'}
+    if url:
+        env['SPRIG_QUEUE_URL'] = url
+    return env
+
+
+def scenario(work: Path, backend: str, records: bool, count: int, timeout: float) -> dict:
+    data = work / f'{backend}-records-{"on" if records else "off"}'
+    data.mkdir()
+    queue = f'bench{secrets.token_hex(4)}'
+    env = child_env(data, queue, REDIS_URL if backend == 'redis' else '', records)
+    consumer_args = [str(Path(sys.executable).parent / 'huey_consumer'), 'bench.tasks.huey', '-w', '4', '-k', 'thread']
+    if backend == 'sqlite':
+        consumer_args += ['-m', '1']
+    consumer = producer = None
+    try:
+        consumer = Child(consumer_args, env, data, 'consumer')
+        producer_args = [sys.executable, __file__, '--produce', '--tasks', str(count), '--timeout', str(timeout)]
+        if records:
+            producer_args.append('--lateness')
+        producer = Child(producer_args, env, data, 'producer')
+        code = producer.wait(timeout + 120)
+        if code is None:
+            return {'error': f'producer still running after {timeout + 120} s'}
+        if code != 0:
+            return {'error': f'producer exited {code}: {producer.tail()}',
+                    'consumer': consumer.tail() if consumer.proc.poll() is not None else 'running'}
+        return json.loads(producer.out_path.read_text().strip().splitlines()[-1])
+    finally:
+        for child in (producer, consumer):
+            if child is not None:
+                child.stop()
+        if backend == 'redis':
+            forget_queue(queue)
+
+
+def forget_queue(queue: str) -> None:
+    """Delete the Redis keys that name the queue (never anything else)."""
+    import redis
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    keys = list(client.scan_iter(f'*{queue}*'))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def redis_missing() -> str | None:
+    import redis
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return f'Redis not reachable at {REDIS_URL}: {exc}'
+    finally:
+        client.close()
+    return None
+
+
+def measure(work: Path, backend: str, count: int, timeout: float) -> dict:
+    on = scenario(work, backend, True, count, timeout)
+    off = scenario(work, backend, False, count, timeout)
+    figures = {'records_on': on, 'records_off': off}
+    if 'lateness_s' in on:
+        figures['lateness_s'] = on.pop('lateness_s')
+    if 'end_to_end_per_s' in on and 'end_to_end_per_s' in off:
+        figures['records_cost'] = round(1 - on['end_to_end_per_s'] / off['end_to_end_per_s'], 3)
+    return figures
+
+
+def verdicts(results: dict) -> dict:
+    """Each target: true, false, or null when not measured."""
+    met: dict[str, bool | None] = {}
+    redis_rate = results['redis'].get('records_on', {}).get('end_to_end_per_s')
+    met['redis_records_on_end_to_end'] = (None if redis_rate is None
+                                          else redis_rate >= TARGETS['redis_records_on_end_to_end_per_s'])
+    for backend in ('sqlite', 'redis'):
+        cost = results[backend].get('records_cost')
+        met[f'{backend}_records_cost'] = None if cost is None else cost <= TARGETS['records_cost_max']
+        p99 = results[backend].get('lateness_s', {}).get('p99')
+        met[f'{backend}_lateness_p99'] = None if p99 is None else p99 < TARGETS['lateness_p99_max_s']
+    return met
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--tasks', type=int, default=10_000, help='no-op tasks per scenario (default 10000)')
+    parser.add_argument('--quick', action='store_true', help='a smoke run: 1000 tasks')
+    parser.add_argument('--timeout', type=float, default=120, help='seconds a scenario may take to drain')
+    parser.add_argument('--produce', action='store_true', help=argparse.SUPPRESS)  # the producer process
+    parser.add_argument('--lateness', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    count = 1000 if args.quick else args.tasks
+    if args.produce:
+        side = importlib.import_module('bench.tasks')
+        print(json.dumps(side.produce(count, args.lateness, args.timeout)))
+        return
+
+    started = time.monotonic()
+    results: dict = {'tasks': count, 'targets': TARGETS}
+    with tempfile.TemporaryDirectory(prefix='sprig-bench-tasks-', ignore_cleanup_errors=True) as tmp:
+        results['sqlite'] = measure(Path(tmp), 'sqlite', count, args.timeout)
+        missing = redis_missing()
+        results['redis'] = {'skipped': missing} if missing else measure(Path(tmp), 'redis', count, args.timeout)
+    results['met'] = verdicts(results)
+    results['seconds'] = round(time.monotonic() - started, 1)
+    print(json.dumps(results))
+
+
+if __name__ == '__main__':
+    main()
