@@ -37,6 +37,7 @@ from auth import Auth
 from cache import CacheError, cache
 from models import database
 from pages import create_env, install_pages
+from queue_api import install_queue_api
 from settings import Settings, masked, scheme
 from users import UserApi, save_admin
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> Bottle:
     app.add_hook('after_request', finish_request)
     install_health(app)
     UserApi(settings, auth).install(app)
+    install_queue_api(app, auth)
     install_pages(app, env, auth)
     return app
 

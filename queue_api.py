@@ -1,0 +1,160 @@
+"""The task routes of API.md: a task's record, the admin list, the queue overview, retry and revoke."""
+import json
+from typing import Annotated, Literal
+
+from bottle import Bottle
+from peewee import fn
+from pydantic import Field
+
+import tasks
+from api import ApiError, Input, ok, parse_query
+from auth import Auth
+from engine import TERMINAL, finish, seconds_ago
+from models import ConsumerBeat, Lease, Schedule, TaskRecord, utcnow
+
+STATES = ('queued', 'scheduled', 'started', 'retrying', *TERMINAL)
+RETRYABLE = ('failed', 'lost', 'expired')
+REVOCABLE = ('queued', 'scheduled', 'retrying')
+
+
+class TaskQuery(Input):
+    state: Literal[STATES] | None = None
+    name: Annotated[str, Field(max_length=100)] | None = None
+    page: Annotated[int, Field(ge=1)] = 1
+    size: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+def page_of(query: TaskQuery) -> dict:
+    """One page of records, newest first, filtered by state and name."""
+    records = TaskRecord.select()
+    if query.state:
+        records = records.where(TaskRecord.state == query.state)
+    if query.name:
+        records = records.where(TaskRecord.name == query.name)
+    items = records.order_by(TaskRecord.created_at.desc()).paginate(query.page, query.size)
+    return {'count': records.count(), 'page': query.page, 'size': query.size,
+            'items': [record.public() for record in items]}
+
+
+def hour_stats() -> list[dict]:
+    """Per task name over the last hour: runs, failures, error rate and average duration."""
+    since = seconds_ago(3600)
+    counts: dict[str, dict] = {}
+    rows = (TaskRecord.select(TaskRecord.name, TaskRecord.state, fn.COUNT(TaskRecord.id).alias('n'))
+            .where((TaskRecord.finished_at > since) & TaskRecord.state.in_(TERMINAL))
+            .group_by(TaskRecord.name, TaskRecord.state))
+    for row in rows:
+        entry = counts.setdefault(row.name, {'name': row.name, 'finished': 0, 'failed': 0, 'durations': []})
+        entry['finished'] += row.n
+        entry['failed'] += row.n if row.state in ('failed', 'lost') else 0
+    # Durations from the newest 1,000 runs: the same answer on every database, at a bounded cost.
+    recent = (TaskRecord.select(TaskRecord.name, TaskRecord.started_at, TaskRecord.finished_at)
+              .where((TaskRecord.finished_at > since) & TaskRecord.started_at.is_null(False))
+              .order_by(TaskRecord.finished_at.desc()).limit(1000))
+    for row in recent:
+        if row.name in counts:
+            counts[row.name]['durations'].append((row.finished_at - row.started_at).total_seconds())
+    return [summarise(entry) for entry in sorted(counts.values(), key=lambda e: e['name'])]
+
+
+def summarise(entry: dict) -> dict:
+    durations = entry.pop('durations')
+    entry['error_rate'] = round(entry['failed'] / entry['finished'], 3) if entry['finished'] else 0
+    entry['avg_seconds'] = round(sum(durations) / len(durations), 3) if durations else None
+    return entry
+
+
+def periodic_panel() -> list[dict]:
+    """Interval tasks with their shared clocks, and crontab tasks (next run unknown to Huey)."""
+    clocks = {row.name: row for row in Schedule.select()}
+    panel = []
+    for name, interval in sorted(tasks.huey.intervals.items()):
+        clock = clocks.get(name)
+        panel.append({'name': name, 'schedule': f'every {interval.every} s',
+                      'last_run': clock and clock.last_run, 'next_run': clock and clock.next_run})
+    for task in tasks.huey._registry.periodic_tasks:
+        panel.append({'name': task.name, 'schedule': 'crontab', 'last_run': None, 'next_run': None})
+    return panel
+
+
+def queue_overview() -> dict:
+    now = utcnow()
+    alive = ConsumerBeat.select().where(ConsumerBeat.beat_at > seconds_ago(tasks.huey.heartbeat_timeout))
+    lease = Lease.get_or_none(Lease.name == 'scheduler')
+    return {
+        'pending': tasks.huey.pending_count(),
+        'scheduled': tasks.huey.scheduled_count(),
+        'periodic': periodic_panel(),
+        'consumers': [{'id': c.id, 'host': c.host, 'pid': c.pid, 'workers': c.workers,
+                       'heartbeat_age': round((now - c.beat_at).total_seconds(), 1)}
+                      for c in alive.order_by(ConsumerBeat.started_at)],
+        'leader': lease.holder if lease and lease.expires > now else None,
+    }
+
+
+def record_or_404(task_id: str) -> TaskRecord:
+    record = TaskRecord.get_or_none(TaskRecord.id == task_id)
+    if record is None:
+        raise ApiError(404, f'no task {task_id}')
+    return record
+
+
+def run_again(record: TaskRecord) -> str:
+    """Enqueue a new task with the record's name and arguments; its id.
+
+    :raise ApiError 409: not failed, lost or expired, or its arguments were not kept.
+    """
+    info = tasks.huey.infos.get(record.name)
+    if record.state not in RETRYABLE:
+        raise ApiError(409, f'a {record.state} task cannot be retried (only {", ".join(RETRYABLE)})')
+    if info is None or record.payload is None:
+        raise ApiError(409, 'this task cannot run again: its arguments or its code are gone')
+    args, kwargs = json.loads(record.payload)
+    return info.wrapper(*args, **kwargs).id
+
+
+def revoke(record: TaskRecord) -> None:
+    """:raise ApiError 409: it already started or ended (a running task cannot be stopped)."""
+    if record.state not in REVOCABLE:
+        raise ApiError(409, f'a {record.state} task cannot be revoked')
+    tasks.huey.revoke_by_id(record.id)  # the consumer skips it when it comes up
+    finish(record, 'revoked')
+
+
+def install_queue_api(app: Bottle, auth: Auth) -> None:
+    """Mount /api/v1/tasks/<id> and the /api/v1/admin/ task and queue routes."""
+
+    @app.get('/api/v1/tasks/<task_id>')
+    def get_task(task_id: str) -> dict:
+        user = auth.require_user()
+        record = TaskRecord.get_or_none(TaskRecord.id == task_id)
+        # Another user's task is as unknown as a missing one.
+        if record is None or not (user.is_admin or record.user_id == user.id):
+            raise ApiError(404, f'no task {task_id}')
+        return ok(result=record.public())
+
+    @app.get('/api/v1/admin/tasks')
+    def list_tasks() -> dict:
+        auth.require_admin()
+        return ok(result=page_of(parse_query(TaskQuery)))
+
+    @app.get('/api/v1/admin/tasks/stats')
+    def task_stats() -> dict:
+        auth.require_admin()
+        return ok(result=hour_stats())
+
+    @app.get('/api/v1/admin/queue')
+    def queue() -> dict:
+        auth.require_admin()
+        return ok(result=queue_overview())
+
+    @app.post('/api/v1/admin/tasks/<task_id>/retry')
+    def retry_task(task_id: str) -> dict:
+        auth.require_admin()
+        return ok('queued again', status=202, task_id=run_again(record_or_404(task_id)))
+
+    @app.post('/api/v1/admin/tasks/<task_id>/revoke')
+    def revoke_task(task_id: str) -> dict:
+        auth.require_admin()
+        revoke(record_or_404(task_id))
+        return ok('revoked')
