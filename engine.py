@@ -80,9 +80,10 @@ class SprigHuey(Huey):
         self.post_execute()(self.record_result)
 
     def record_result(self, task: Task, value, exc: BaseException | None) -> None:
-        """Post-execute hook: a short summary of what the task returned, for people."""
-        if exc is None and value is not None and self.tracking:
-            update(task, result=json.dumps(value, default=str)[:500])
+        """Post-execute hook: keep a short summary of what the task returned, for people; the
+        COMPLETE signal, which comes next, writes it with the final state in one statement."""
+        if exc is None and value is not None:
+            task.result_summary = json.dumps(value, default=str)[:500]
 
     def record_signal(self, signal: str, task: Task, *args) -> None:
         """Signal receiver: move the task's record (runs in the thread that emitted the signal)."""
@@ -211,7 +212,8 @@ TRANSITIONS: dict[str, Callable] = {
         None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta)),
     signals.SIGNAL_EXECUTING: lambda h, t, e=None: update(
         t, state='started', started_at=utcnow(), consumer=h.consumer_id),
-    signals.SIGNAL_COMPLETE: lambda h, t, e=None: finish(t, 'succeeded', error=None),
+    signals.SIGNAL_COMPLETE: lambda h, t, e=None: finish(
+        t, 'succeeded', error=None, result=getattr(t, 'result_summary', None)),
     signals.SIGNAL_ERROR: on_error,
     signals.SIGNAL_LOCKED: on_error,
     signals.SIGNAL_TIMEOUT: on_error,
