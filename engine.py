@@ -18,6 +18,7 @@ import random
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ TERMINAL = ('succeeded', 'failed', 'revoked', 'expired', 'lost')
 BEAT_EVERY = 2  # seconds between heartbeats
 LEASE_TTL = 6  # a dead leader is replaced within this many seconds
 TICK = 0.25  # the coordinator's and scheduler's clock, in seconds
+FLUSH_EVERY = 0.02  # seconds a record change may wait before its batch is committed
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class SprigHuey(Huey):
         self.shutdown_timeout = 5.0
         self.heartbeat_timeout = 10.0
         self.records = True
+        self.writer = RecordWriter()
         self.signal()(self.record_signal)
         self.post_execute()(self.record_result)
 
@@ -94,6 +97,10 @@ class SprigHuey(Huey):
     @property
     def tracking(self) -> bool:
         return self.records and not self.immediate
+
+    def notify_interrupted_tasks(self) -> None:
+        super().notify_interrupted_tasks()
+        self.writer.flush()  # the process is about to exit: commit what the signals said
 
     def task(self, *, idempotent: bool = False, secret: tuple[str, ...] = (), **options) -> Callable:
         """huey.task, plus: `idempotent` (safe to run twice, so re-run when its consumer dies)
@@ -147,6 +154,74 @@ def task_name(wrapper: TaskWrapper) -> str:
     return wrapper.task_class.__name__
 
 
+class RecordWriter:
+    """Commits this process's record changes in batches, one transaction every FLUSH_EVERY s.
+
+    A worker hands its change over and goes on: one commit per batch instead of one per
+    change, and no worker waits on SQLite's write lock. The price: a process killed (SIGKILL)
+    loses the changes of its last FLUSH_EVERY seconds, so such a record stays a step behind.
+    Changes are applied in the order given, whatever thread gave them.
+    """
+
+    def __init__(self):
+        self.pending: list[Callable[[], object]] = []
+        self.guard = threading.Lock()  # guards `pending`
+        self.flushing = threading.Lock()  # one batch at a time, so batches stay in order
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def add(self, change: Callable[[], object]) -> None:
+        with self.guard:
+            self.pending.append(change)
+            if self.thread is None or self.pid != os.getpid():  # none yet, or a forked child
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self.run, name='RecordWriter', daemon=True)
+                self.thread.start()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(FLUSH_EVERY)
+            self.flush()
+
+    def flush(self) -> None:
+        with self.flushing:
+            with self.guard:
+                batch, self.pending = self.pending, []
+            if not batch:
+                return
+            try:
+                with database.atomic():
+                    for change in batch:
+                        change()
+            except Exception:
+                log.exception('could not write %d task record changes; retrying', len(batch))
+                database.close()
+                with self.guard:
+                    self.pending[:0] = batch
+
+
+def hot_update(sql: str, *params) -> Callable[[], object]:
+    """A change for the writer as ready SQL: the frequent ones skip building a Peewee query."""
+    return lambda: database.execute_sql(sql.format(p=database.param), params)
+
+
+RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
+
+
+def insert_sql() -> str:
+    """INSERT of a new record that does nothing when the id exists, in this database's words.
+    Written out because Peewee takes longer to build the statement than SQLite to run it."""
+    kind = type(database.obj).__name__.lower()
+    head = 'INSERT OR IGNORE INTO' if 'sqlite' in kind else 'INSERT IGNORE INTO' if 'mysql' in kind else 'INSERT INTO'
+    tail = ' ON CONFLICT DO NOTHING' if 'postgres' in kind else ''
+    marks = ', '.join([database.param] * len(RECORD_COLUMNS))
+    return f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES ({marks}){tail}'
+
+
+STARTED_SQL = 'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p} WHERE id = {p}'
+FINISHED_SQL = 'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p} WHERE id = {p}'
+
+
 # Records -----------------------------------------------------------------------------------------
 
 def summary(huey: SprigHuey, task: Task) -> tuple[str, str | None, int | None]:
@@ -169,9 +244,8 @@ def open_record(huey: SprigHuey, task: Task) -> bool:
     now = utcnow()
     state = 'scheduled' if eta and eta > now else 'queued'
     args, payload, user_id = summary(huey, task)
-    insert = TaskRecord.insert(id=task.id, name=task.name, args=args, payload=payload, state=state,
-                               user_id=user_id, created_at=now, eta=eta).on_conflict_ignore()
-    if database.execute(insert).rowcount == 1:
+    values = (task.id, task.name, args, payload, state, user_id, now, eta, 0, False)
+    if database.execute_sql(insert_sql(), values).rowcount == 1:
         return True
     # Seen before: a delayed task falling due, a retry, or a re-run after its consumer died.
     back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
@@ -180,11 +254,22 @@ def open_record(huey: SprigHuey, task: Task) -> bool:
 
 
 def update(task: Task | TaskRecord, **values) -> None:
+    """Change a record now (the rare, out-of-band changes: sweeps, revokes)."""
     TaskRecord.update(**values).where(TaskRecord.id == task.id).execute()
 
 
 def finish(task: Task | TaskRecord, state: str, **values) -> None:
     update(task, state=state, finished_at=utcnow(), **values)
+
+
+def later(huey: SprigHuey, task: Task, **values) -> None:
+    """Change a record in the writer's next batch (the changes Huey's signals bring)."""
+    query = TaskRecord.update(**values).where(TaskRecord.id == task.id)
+    huey.writer.add(query.execute)
+
+
+def finished(huey: SprigHuey, task: Task, state: str, error: str | None = None, result: str | None = None) -> None:
+    huey.writer.add(hot_update(FINISHED_SQL, state, utcnow(), error, result, task.id))
 
 
 def error_text(exc: BaseException | None) -> str | None:
@@ -194,34 +279,34 @@ def error_text(exc: BaseException | None) -> str | None:
 def on_error(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
     # With retries left Huey will send RETRYING next; with none, this failure is final.
     if task.retries:
-        update(task, error=error_text(exc))
+        later(huey, task, error=error_text(exc))
     else:
-        finish(task, 'failed', error=error_text(exc))
+        finished(huey, task, 'failed', error=error_text(exc))
 
 
 def on_interrupted(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
     info = huey.infos.get(task.name)
     if info and info.idempotent:
-        huey.enqueue(task)  # its record goes back to queued
+        huey.writer.flush()  # its 'started' first, then back to queued
+        huey.enqueue(task)
     else:
-        finish(task, 'lost', error='interrupted by a consumer shutdown')
+        finished(huey, task, 'lost', error='interrupted by a consumer shutdown')
 
 
 TRANSITIONS: dict[str, Callable] = {
-    signals.SIGNAL_SCHEDULED: lambda h, t, e=None: update(t, state=Case(
+    signals.SIGNAL_SCHEDULED: lambda h, t, e=None: later(h, t, state=Case(
         None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta)),
-    signals.SIGNAL_EXECUTING: lambda h, t, e=None: update(
-        t, state='started', started_at=utcnow(), consumer=h.consumer_id),
-    signals.SIGNAL_COMPLETE: lambda h, t, e=None: finish(
-        t, 'succeeded', error=None, result=getattr(t, 'result_summary', None)),
+    signals.SIGNAL_EXECUTING: lambda h, t, e=None: h.writer.add(
+        hot_update(STARTED_SQL, 'started', utcnow(), h.consumer_id, t.id)),
+    signals.SIGNAL_COMPLETE: lambda h, t, e=None: finished(
+        h, t, 'succeeded', result=getattr(t, 'result_summary', None)),
     signals.SIGNAL_ERROR: on_error,
     signals.SIGNAL_LOCKED: on_error,
     signals.SIGNAL_TIMEOUT: on_error,
-    signals.SIGNAL_RETRYING: lambda h, t, e=None: update(
-        t, state='retrying', retries=TaskRecord.retries + 1),
-    signals.SIGNAL_REVOKED: lambda h, t, e=None: finish(t, 'revoked'),
-    signals.SIGNAL_CANCELED: lambda h, t, e=None: finish(t, 'revoked'),
-    signals.SIGNAL_EXPIRED: lambda h, t, e=None: finish(t, 'expired'),
+    signals.SIGNAL_RETRYING: lambda h, t, e=None: later(h, t, state='retrying', retries=TaskRecord.retries + 1),
+    signals.SIGNAL_REVOKED: lambda h, t, e=None: finished(h, t, 'revoked'),
+    signals.SIGNAL_CANCELED: lambda h, t, e=None: finished(h, t, 'revoked'),
+    signals.SIGNAL_EXPIRED: lambda h, t, e=None: finished(h, t, 'expired'),
     signals.SIGNAL_INTERRUPTED: on_interrupted,
 }
 
@@ -263,6 +348,7 @@ class SprigConsumer(Consumer):
     def stop(self, graceful: bool = False) -> None:
         super().stop(graceful)
         self.coordinator.join(5)
+        self.huey.writer.flush()
 
 
 class Coordinator(threading.Thread):
@@ -347,6 +433,7 @@ def claim_run(interval: Interval, now: datetime.datetime) -> bool:
 
 def sweep_lost(huey: SprigHuey) -> None:
     """Tasks 'started' on a consumer without a recent heartbeat: re-run once if idempotent, else lost."""
+    huey.writer.flush()  # this consumer's own news first
     alive = ConsumerBeat.select(ConsumerBeat.id).where(ConsumerBeat.beat_at > seconds_ago(huey.heartbeat_timeout))
     stuck = TaskRecord.select().where((TaskRecord.state == 'started') & (TaskRecord.consumer.not_in(alive)))
     for record in stuck:

@@ -9,6 +9,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    SqliteDatabase,
     TextField,
 )
 from playhouse.db_url import connect
@@ -17,8 +18,9 @@ from settings import Settings, scheme, sqlite_file
 
 database = DatabaseProxy()
 
+# Set on every new connection. WAL is a property of the file, set once by create_tables():
+# asking for it on each connection can fail with "database is locked" under write load.
 SQLITE_PRAGMAS = {
-    'journal_mode': 'wal',
     'busy_timeout': 10_000,
     'foreign_keys': 1,
     'synchronous': 'normal',
@@ -138,8 +140,10 @@ def init_db(settings: Settings) -> None:
 
 
 def create_tables() -> None:
-    """Create every missing table and index; safe to run again."""
+    """Create every missing table and index (SQLite: in WAL mode); safe to run again."""
     with database.connection_context():
+        if isinstance(database.obj, SqliteDatabase):
+            database.execute_sql('PRAGMA journal_mode = wal')
         database.create_tables(MODELS, safe=True)
 
 

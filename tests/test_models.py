@@ -2,8 +2,10 @@
 import pytest
 from conftest import SECRET, make_settings
 
+import engine
 import models
-from models import database
+import tasks
+from models import TaskRecord, database
 
 
 @pytest.fixture(params=['sqlite', 'postgres', 'mysql'])
@@ -24,7 +26,27 @@ def test_binds_from_url_and_creates_tables_idempotently(tmp_path, database_url):
 
 def test_sqlite_runs_wal_with_foreign_keys_and_a_busy_timeout(tmp_path):
     models.init_db(make_settings(tmp_path))
+    models.create_tables()
     with database.connection_context():
         pragma = lambda name: database.execute_sql(f'PRAGMA {name}').fetchone()[0]  # noqa: E731
         assert (pragma('journal_mode'), pragma('foreign_keys'), pragma('busy_timeout')) == ('wal', 1, 10000)
     assert (tmp_path / 'sprig.db').exists()
+
+
+def test_task_record_statements_on_every_database(tmp_path, database_url):
+    """The engine writes its hot statements by hand: they must run on each backend."""
+    tasks.configure(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET,
+                                  SPRIG_QUEUE_URL=f'sqlite:///{tmp_path}/q.db'))
+    models.create_tables()
+    with database.connection_context():
+        TaskRecord.delete().execute()
+        task = tasks.ping.s(2.5)
+        assert engine.open_record(tasks.huey, task) is True
+        assert engine.open_record(tasks.huey, task) is False  # seen before: moved, not duplicated
+        engine.hot_update(engine.STARTED_SQL, 'started', models.utcnow(), 'h:1:x', task.id)()
+        engine.hot_update(engine.FINISHED_SQL, 'succeeded', models.utcnow(), None, '"pong"', task.id)()
+        record = TaskRecord.get_by_id(task.id)
+    assert (record.state, record.consumer, record.result, record.args) == ('succeeded', 'h:1:x', '"pong"',
+                                                                           '{"sent_at": 2.5}')
+    assert record.started_at <= record.finished_at and record.requeued is False
+    tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))

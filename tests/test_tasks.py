@@ -28,6 +28,7 @@ def run_one(queue) -> dict:
     thread = threading.Thread(target=worker)
     thread.start()
     thread.join()
+    queue.writer.flush()  # what the writer thread would commit within FLUSH_EVERY
     return seen
 
 
