@@ -93,6 +93,7 @@ def produce(count: int, lateness: bool, timeout: float) -> dict:
     from models import TaskRecord, database
 
     models.create_tables()
+    started_at = models.utcnow()  # a shared --database-url may hold records of earlier runs
     marks = Path(os.environ['BENCH_MARKS'])
     marks.touch()
     clock().get(blocking=True, timeout=60)  # the consumer is up
@@ -113,7 +114,8 @@ def produce(count: int, lateness: bool, timeout: float) -> dict:
     }
     with database.connection_context():
         # A sanity check, after the clock: every no-op got its record (records on) or none did.
-        figures['records_written'] = TaskRecord.select().where(TaskRecord.name == 'noop').count()
+        since = TaskRecord.select().where(TaskRecord.name == 'noop', TaskRecord.created_at >= started_at)
+        figures['records_written'] = since.count()
     if lateness:
         results = []
         for _ in range(LATE_TASKS):
@@ -153,9 +155,12 @@ class Child:
         return ' | '.join(self.err_path.read_text(errors='replace').strip().splitlines()[-lines:])
 
 
+DATABASE_VARIABLES = ('SPRIG_DATABASE_URL', 'SPRIG_APP_SECRET_KEY')
+
+
 def child_env(data: Path, queue: str, url: str, records: bool) -> dict[str, str]:
-    """This environment minus any SPRIG_* setting, plus the scenario's."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
+    """This environment minus any SPRIG_* setting, plus the scenario's (and --database-url's)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_') or k in DATABASE_VARIABLES}
     env = {**base, 'SPRIG_DATA_DIR': str(data), 'SPRIG_QUEUE_NAME': queue,
            'SPRIG_QUEUE_RECORDS': 'true' if records else 'false', 'BENCH_MARKS': str(data / 'marks'),
            'PYTHONPATH': str(PROJECT_DIR), 'PYTHONUNBUFFERED': '1'}
@@ -247,17 +252,24 @@ def main() -> None:
     parser.add_argument('--tasks', type=int, default=10_000, help='no-op tasks per scenario (default 10000)')
     parser.add_argument('--quick', action='store_true', help='a smoke run: 1000 tasks')
     parser.add_argument('--timeout', type=float, default=120, help='seconds a scenario may take to drain')
+    parser.add_argument('--database-url', help='app database for the records (default: a fresh SQLite file '
+                        'per scenario), e.g. postgresql://postgres@127.0.0.1:5432/sprig_bench')
     parser.add_argument('--produce', action='store_true', help=argparse.SUPPRESS)  # the producer process
     parser.add_argument('--lateness', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     count = 1000 if args.quick else args.tasks
+    if args.database_url:  # read by the producer and consumer processes through their environment
+        os.environ.update({'SPRIG_DATABASE_URL': args.database_url, 'SPRIG_APP_SECRET_KEY': secrets.token_urlsafe(32)})
+        results_database = args.database_url.split('@')[-1]
+    else:
+        results_database = 'sqlite (a fresh file per scenario)'
     if args.produce:
         side = importlib.import_module('bench.tasks')
         print(json.dumps(side.produce(count, args.lateness, args.timeout)))
         return
 
     started = time.monotonic()
-    results: dict = {'tasks': count, 'targets': TARGETS}
+    results: dict = {'tasks': count, 'database': results_database, 'targets': TARGETS}
     with tempfile.TemporaryDirectory(prefix='sprig-bench-tasks-', ignore_cleanup_errors=True) as tmp:
         results['sqlite'] = measure(Path(tmp), 'sqlite', count, args.timeout)
         missing = redis_missing()
