@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from huey import Huey, signals
 from huey.api import Task, TaskWrapper
 from huey.consumer import Consumer, Scheduler
-from peewee import Case, fn
+from peewee import Case
 
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, create_tables, database, utcnow
 
@@ -448,8 +448,3 @@ def sweep_lost(huey: SprigHuey) -> None:
                               ).where((TaskRecord.id == record.id) & (TaskRecord.state == 'started')).execute()
             log.warning('%s %s lost: its consumer %s died', record.name, record.id, record.consumer)
 
-
-def last_runs() -> dict[str, datetime.datetime]:
-    """The newest record per task name (for the periodic panel)."""
-    rows = TaskRecord.select(TaskRecord.name, fn.MAX(TaskRecord.created_at).alias('last')).group_by(TaskRecord.name)
-    return {row.name: row.last for row in rows}

@@ -1,8 +1,12 @@
 """HTML pages: one autoescaping Jinja2 environment over views/, the page routes and static files."""
+from urllib.parse import quote
+
 from bottle import Bottle, redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+import tasks
 from auth import Auth
+from queue_api import RETRYABLE, REVOCABLE, STATES
 from settings import PROJECT_DIR, Settings
 
 VIEWS = PROJECT_DIR / 'views'
@@ -48,6 +52,17 @@ def install_pages(app: Bottle, env: Environment, auth: Auth) -> None:
         if auth.current_user():
             redirect(local_next())
         return render('register.html', next=local_next())
+
+    @app.get('/admin/tasks')
+    def admin_tasks() -> str:
+        if auth.current_user() is None:
+            # Back here after signing in, filters (kept in the query string) included.
+            here = request.fullpath + (f'?{request.query_string}' if request.query_string else '')
+            redirect('/login?next=' + quote(here))
+        auth.require_admin()
+        # The page fills itself from the admin API; these only set up its filters and buttons.
+        return render('admin_tasks.html', states=STATES, names=sorted(tasks.huey.infos),
+                      retryable=RETRYABLE, revocable=REVOCABLE)
 
     @app.get('/static/<path:path>')
     def static(path: str):

@@ -9,10 +9,11 @@ from pydantic import Field
 import tasks
 from api import ApiError, Input, ok, parse_query
 from auth import Auth
-from engine import TERMINAL, finish, seconds_ago
+from engine import TERMINAL, seconds_ago
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, utcnow
 
 STATES = ('queued', 'scheduled', 'started', 'retrying', *TERMINAL)
+RAN = ('succeeded', 'failed', 'lost')  # ended after running (revoked and expired never ran)
 RETRYABLE = ('failed', 'lost', 'expired')
 REVOCABLE = ('queued', 'scheduled', 'retrying')
 
@@ -37,11 +38,12 @@ def page_of(query: TaskQuery) -> dict:
 
 
 def hour_stats() -> list[dict]:
-    """Per task name over the last hour: runs, failures, error rate and average duration."""
+    """Per task name over the last hour: runs that ended, failures among them, error rate and
+    average duration."""
     since = seconds_ago(3600)
     counts: dict[str, dict] = {}
     rows = (TaskRecord.select(TaskRecord.name, TaskRecord.state, fn.COUNT(TaskRecord.id).alias('n'))
-            .where((TaskRecord.finished_at > since) & TaskRecord.state.in_(TERMINAL))
+            .where((TaskRecord.finished_at > since) & TaskRecord.state.in_(RAN))
             .group_by(TaskRecord.name, TaskRecord.state))
     for row in rows:
         entry = counts.setdefault(row.name, {'name': row.name, 'finished': 0, 'failed': 0, 'durations': []})
@@ -115,10 +117,14 @@ def run_again(record: TaskRecord) -> str:
 
 def revoke(record: TaskRecord) -> None:
     """:raise ApiError 409: it already started or ended (a running task cannot be stopped)."""
-    if record.state not in REVOCABLE:
-        raise ApiError(409, f'a {record.state} task cannot be revoked')
     tasks.huey.revoke_by_id(record.id)  # the consumer skips it when it comes up
-    finish(record, 'revoked')
+    # Conditional: a consumer may start it between the read and this write.
+    revoked = (TaskRecord.update(state='revoked', finished_at=utcnow())
+               .where((TaskRecord.id == record.id) & TaskRecord.state.in_(REVOCABLE)).execute())
+    if not revoked:
+        tasks.huey.restore_by_id(record.id)
+        now = TaskRecord.get_by_id(record.id).state
+        raise ApiError(409, f'a {now} task cannot be revoked')
 
 
 def install_queue_api(app: Bottle, auth: Auth) -> None:

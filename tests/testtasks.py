@@ -36,6 +36,16 @@ def flaky(name: str) -> str:
 
 
 @huey.task()
+def fails_once(name: str) -> str:
+    """Fails on its first run only, and has no retries of its own: only a retry by hand succeeds."""
+    marker = Path(os.environ['TESTTASKS_DIR']) / name
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError('first run fails')
+    return 'second run'
+
+
+@huey.task()
 def nap(seconds: float) -> str:
     trace('naps', f'{os.getpid()} {time.time()}')
     time.sleep(seconds)
