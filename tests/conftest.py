@@ -255,3 +255,14 @@ def shot(page, name: str) -> None:
     """A full-page screenshot in tests/artifacts/ (git-ignored), to look at."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f'{name}.png'), full_page=True)
+
+
+def wait_until(check, timeout: float, failure: str, log=str):
+    """Poll check() until it returns something true, and return that; else fail, showing log()."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    pytest.fail(f'{failure} within {timeout} s:\n{log()}')

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import testtasks
-from conftest import huey_consumer, make_settings, process_env
+from conftest import huey_consumer, make_settings, process_env, wait_until
 
 import models
 import tasks
@@ -74,16 +74,6 @@ def wait_state(task_id: str, *states: str, timeout: float = 30) -> tuple[TaskRec
             return current, seen
         time.sleep(0.05)
     pytest.fail(f'task {task_id} never reached {states}; states seen: {seen}')
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f'{what} within {timeout} s')
 
 
 def test_records_follow_every_kind_of_task(engine):

@@ -7,11 +7,10 @@ it records every request and answers from a script, so a test decides when Tence
 import json
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import huey_consumer, make_settings, process_env
+from conftest import huey_consumer, make_settings, process_env, wait_until
 from huey.exceptions import TaskException
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
@@ -97,17 +96,6 @@ class FakeTencent(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self.thread.join(5)
-
-
-def wait_until(check, failure: str, log=str):
-    """Poll check() until it returns something true, and return that; else fail with log()."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f'{failure} within {WAIT} s:\n{log()}')
 
 
 @pytest.fixture
@@ -196,10 +184,10 @@ def test_a_failed_send_is_retried_by_the_consumer_with_the_same_code(spawn, tmp_
     producer(env)
     consumer = start_consumer(spawn, tmp_path, env)
     task_id = tasks.queue_sms_code(MOBILE, CODE, 'register').id
-    first, second = wait_until(lambda: tencent.arrived(2), 'no retry reached Tencent', consumer.stderr)
+    first, second = wait_until(lambda: tencent.arrived(2), WAIT, 'no retry reached Tencent', consumer.stderr)
     assert first['body']['TemplateParamSet'] == second['body']['TemplateParamSet'] == [CODE, '5']
     done = re.compile(rf'{task_id}\b.* executed in ')  # Huey's line for an attempt that succeeded
-    wait_until(lambda: done.search(consumer.stderr()), 'the retry never succeeded', consumer.stderr)
+    wait_until(lambda: done.search(consumer.stderr()), WAIT, 'the retry never succeeded', consumer.stderr)
     assert consumer.stop() == 0
     assert len(tencent.requests) == 2  # nothing after the success
     assert tasks.huey.result(task_id, preserve=True) is None  # success: the task returns nothing
@@ -211,7 +199,7 @@ def test_a_send_that_always_fails_is_recorded_after_its_retries(spawn, tmp_path,
     producer(env)
     consumer = start_consumer(spawn, tmp_path, env)
     result = tasks.queue_sms_code(MOBILE, CODE, 'register')
-    error = wait_until(lambda: final_error(result.id), 'no failure was recorded', consumer.stderr)
+    error = wait_until(lambda: final_error(result.id), WAIT, 'no failure was recorded', consumer.stderr)
     assert consumer.stop() == 0
     assert len(tencent.requests) == 2  # the first attempt and send_retries = 1 retry
     assert 'InternalError' in error['error'] and 'backend down' in error['error']
