@@ -9,6 +9,7 @@ run by one elected leader, consumer heartbeats and lost-task recovery.
 - SIGINT and SIGTERM both stop a consumer gracefully; what is still running when the shutdown
   timeout ends is re-enqueued (idempotent) or marked lost.
 """
+import contextlib
 import datetime
 import inspect
 import json
@@ -27,6 +28,7 @@ from huey.api import Task, TaskWrapper
 from huey.consumer import Consumer, Scheduler
 from peewee import Case
 
+from cache import CacheError, cache
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, create_tables, database, utcnow
 
 log = logging.getLogger('sprig.engine')
@@ -35,6 +37,7 @@ BEAT_EVERY = 2  # seconds between heartbeats
 LEASE_TTL = 6  # a dead leader is replaced within this many seconds
 TICK = 0.25  # the coordinator's and scheduler's clock, in seconds
 FLUSH_EVERY = 0.02  # seconds a record change may wait before its batch is committed
+STUB_TTL = 120  # seconds a new task's cached stub answers for its record, which lands far sooner
 
 
 @dataclass(frozen=True)
@@ -126,17 +129,25 @@ class SprigHuey(Huey):
         return SprigConsumer(self, **options)
 
     def enqueue(self, task):
-        """Write the task's record first, so an id the caller gets is never unknown; a task the
-        queue refuses leaves no record behind."""
+        """Record the task before it reaches the queue, so an id the caller gets is never
+        unknown; a task the queue refuses leaves no record behind."""
         if not self.tracking or not isinstance(task, Task):
             return super().enqueue(task)
-        created = open_record(self, task)
+        if getattr(task, 'seen', False):
+            move_back(self, task)
+            return super().enqueue(task)
+        open_record(self, task)
         try:
             return super().enqueue(task)
         except Exception:
-            if created:
-                TaskRecord.delete().where(TaskRecord.id == task.id).execute()
+            drop_record(self, task)
             raise
+
+    def read_schedule(self, timestamp=None):
+        due = super().read_schedule(timestamp)
+        for task in due:
+            task.seen = True  # recorded when first enqueued: its record moves, it is not new
+        return due
 
     def _requeue_task(self, task, timestamp, retry_eta=None):
         # Huey multiplies the delay by the backoff; this adds a cap and full jitter, so that
@@ -146,6 +157,7 @@ class SprigHuey(Huey):
             retry_eta = timestamp + datetime.timedelta(seconds=random.uniform(delay / 2, delay))
             if task.retry_backoff:
                 task.retry_delay = min(task.retry_delay * task.retry_backoff, self.max_retry_delay)
+        task.seen = True
         return super()._requeue_task(task, timestamp, retry_eta)
 
 
@@ -238,19 +250,64 @@ def summary(huey: SprigHuey, task: Task) -> tuple[str, str | None, int | None]:
     return json.dumps(shown, default=str)[:500], payload, user_id if isinstance(user_id, int) else None
 
 
-def open_record(huey: SprigHuey, task: Task) -> bool:
-    """Create the task's record, or move an existing one back to queued; True if created."""
-    eta = to_utc(task.eta)
-    now = utcnow()
-    state = 'scheduled' if eta and eta > now else 'queued'
+def new_row(huey: SprigHuey, task: Task, state: str | None = None) -> tuple:
+    """The values of RECORD_COLUMNS for a task seen for the first time."""
+    eta, now = to_utc(task.eta), utcnow()
+    state = state or ('scheduled' if eta and eta > now else 'queued')
     args, payload, user_id = summary(huey, task)
-    values = (task.id, task.name, args, payload, state, user_id, now, eta, 0, False)
-    if database.execute_sql(insert_sql(), values).rowcount == 1:
-        return True
-    # Seen before: a delayed task falling due, a retry, or a re-run after its consumer died.
+    return (task.id, task.name, args, payload, state, user_id, now, eta, 0, False)
+
+
+def stub_key(task_id: str) -> str:
+    return f'task:{task_id}'
+
+
+def open_record(huey: SprigHuey, task: Task) -> None:
+    """A new task's record: inserted in the writer's next batch, and until then readable as a
+    stub in the shared cache (one quick write, instead of a commit waiting for the database's
+    write lock). Without the cache, the insert is made at once instead."""
+    row = new_row(huey, task)
+    values = {column: value.isoformat() if isinstance(value, datetime.datetime) else value
+              for column, value in zip(RECORD_COLUMNS, row, strict=True)}
+    try:
+        cache.set(stub_key(task.id), values, ttl=STUB_TTL)
+    except CacheError:
+        database.execute_sql(insert_sql(), row)
+        return
+    huey.writer.add(hot_update(insert_sql(), *row))
+
+
+def drop_record(huey: SprigHuey, task: Task) -> None:
+    with contextlib.suppress(CacheError):
+        cache.delete(stub_key(task.id))
+    huey.writer.add(TaskRecord.delete().where(TaskRecord.id == task.id).execute)
+    huey.writer.flush()
+
+
+def move_back(huey: SprigHuey, task: Task) -> None:
+    """A known task enqueued again (falling due, retried, re-run): its record says queued again,
+    unless it is retrying, which it stays until it starts."""
+    state = 'scheduled' if task.eta and to_utc(task.eta) > utcnow() else 'queued'
     back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
-    TaskRecord.update(state=back, eta=eta).where(TaskRecord.id == task.id).execute()
-    return False
+    later(huey, task, state=back, eta=to_utc(task.eta))
+
+
+def stub(task_id: str) -> TaskRecord | None:
+    """The record of a task enqueued in the last FLUSH_EVERY seconds, before its row lands."""
+    values = cache.get(stub_key(task_id))
+    if values is None:
+        return None
+    for column in ('created_at', 'eta'):
+        if values[column]:
+            values[column] = datetime.datetime.fromisoformat(values[column])
+    return TaskRecord(**values)
+
+
+def on_executing(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
+    # The producer's insert may still be in its batch: insert the row if it is missing, then
+    # mark it started; whichever insert comes second is ignored.
+    huey.writer.add(hot_update(insert_sql(), *new_row(huey, task, 'started')))
+    huey.writer.add(hot_update(STARTED_SQL, 'started', utcnow(), huey.consumer_id, task.id))
 
 
 def update(task: Task | TaskRecord, **values) -> None:
@@ -288,6 +345,7 @@ def on_interrupted(huey: SprigHuey, task: Task, exc: BaseException | None = None
     info = huey.infos.get(task.name)
     if info and info.idempotent:
         huey.writer.flush()  # its 'started' first, then back to queued
+        task.seen = True
         huey.enqueue(task)
     else:
         finished(huey, task, 'lost', error='interrupted by a consumer shutdown')
@@ -296,8 +354,7 @@ def on_interrupted(huey: SprigHuey, task: Task, exc: BaseException | None = None
 TRANSITIONS: dict[str, Callable] = {
     signals.SIGNAL_SCHEDULED: lambda h, t, e=None: later(h, t, state=Case(
         None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta)),
-    signals.SIGNAL_EXECUTING: lambda h, t, e=None: h.writer.add(
-        hot_update(STARTED_SQL, 'started', utcnow(), h.consumer_id, t.id)),
+    signals.SIGNAL_EXECUTING: on_executing,
     signals.SIGNAL_COMPLETE: lambda h, t, e=None: finished(
         h, t, 'succeeded', result=getattr(t, 'result_summary', None)),
     signals.SIGNAL_ERROR: on_error,
@@ -441,7 +498,9 @@ def sweep_lost(huey: SprigHuey) -> None:
         if info and info.idempotent and not record.requeued and record.payload:
             args, kwargs = json.loads(record.payload)
             update(record, requeued=True)
-            huey.enqueue(info.wrapper.s(*args, **kwargs, id=record.id))
+            again = info.wrapper.s(*args, **kwargs, id=record.id)
+            again.seen = True
+            huey.enqueue(again)
             log.warning('re-enqueued %s %s: its consumer %s died', record.name, record.id, record.consumer)
         else:
             TaskRecord.update(state='lost', finished_at=utcnow(), error=f'consumer {record.consumer} died'

@@ -9,7 +9,7 @@ from pydantic import Field
 import tasks
 from api import ApiError, Input, ok, parse_query
 from auth import Auth
-from engine import TERMINAL, seconds_ago
+from engine import TERMINAL, seconds_ago, stub
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, utcnow
 
 STATES = ('queued', 'scheduled', 'started', 'retrying', *TERMINAL)
@@ -133,7 +133,7 @@ def install_queue_api(app: Bottle, auth: Auth) -> None:
     @app.get('/api/v1/tasks/<task_id>')
     def get_task(task_id: str) -> dict:
         user = auth.require_user()
-        record = TaskRecord.get_or_none(TaskRecord.id == task_id)
+        record = TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(task_id)
         # Another user's task is as unknown as a missing one.
         if record is None or not (user.is_admin or record.user_id == user.id):
             raise ApiError(404, f'no task {task_id}')

@@ -101,6 +101,7 @@ def test_retry_runs_a_failed_task_again_with_its_arguments(site):
     admin = bearer(site, 'admin_1', 'admin password 1')
     record(id='failed-add', name='add', state='failed', payload=json.dumps([[2, 3], {}]))
     res = site.post('/api/v1/admin/tasks/failed-add/retry', headers=admin, status=202)
+    tasks.huey.writer.flush()
     with database.connection_context():
         again = TaskRecord.get_by_id(res.json['task_id'])
     assert (again.name, again.state, again.args) == ('add', 'queued', '{"a": 2, "b": 3}')
@@ -112,6 +113,7 @@ def test_retry_runs_a_failed_task_again_with_its_arguments(site):
 def test_revoke_a_queued_task_but_not_a_finished_one(site):
     admin = bearer(site, 'admin_1', 'admin password 1')
     queued = testtasks.add(1, 2)
+    tasks.huey.writer.flush()  # what this process's writer thread does within 20 ms
     assert site.post(f'/api/v1/admin/tasks/{queued.id}/revoke', headers=admin).json['msg'] == 'revoked'
     with database.connection_context():
         assert TaskRecord.get_by_id(queued.id).state == 'revoked'

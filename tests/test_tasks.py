@@ -5,6 +5,7 @@ import pytest
 from conftest import make_settings
 from peewee import OperationalError
 
+import engine
 import models
 import tasks
 from models import TaskRecord, database
@@ -64,6 +65,8 @@ def test_immediate_mode_leaves_the_callers_connection_open(settings):
 
 def test_records_follow_a_task_that_succeeds(queue):
     result = tasks.ping(1.0)
+    assert engine.stub(result.id).state == 'queued'  # readable at once, before its row lands
+    queue.writer.flush()
     with database.connection_context():
         assert TaskRecord.get_by_id(result.id).state == 'queued'
     run_one(queue)
@@ -75,6 +78,7 @@ def test_records_follow_a_task_that_succeeds(queue):
 
 def test_secret_arguments_are_masked_in_the_record(queue):
     result = tasks.queue_sms_code('13800138000', '123456', 'register')
+    queue.writer.flush()
     with database.connection_context():
         record = TaskRecord.get_by_id(result.id)
     assert '123456' not in record.args and '"code": "***"' in record.args
