@@ -176,13 +176,13 @@ class RecordWriter:
     """
 
     def __init__(self):
-        self.pending: list[Callable[[], object]] = []
+        self.pending: list[Change] = []
         self.guard = threading.Lock()  # guards `pending`
         self.flushing = threading.Lock()  # one batch at a time, so batches stay in order
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
 
-    def add(self, change: Callable[[], object]) -> None:
+    def add(self, change: 'Change') -> None:
         with self.guard:
             self.pending.append(change)
             if self.thread is None or self.pid != os.getpid():  # none yet, or a forked child
@@ -203,8 +203,7 @@ class RecordWriter:
                 return
             try:
                 with database.atomic():
-                    for change in batch:
-                        change()
+                    apply(batch)
             except Exception:
                 log.exception('could not write %d task record changes; retrying', len(batch))
                 database.close()
@@ -212,9 +211,34 @@ class RecordWriter:
                     self.pending[:0] = batch
 
 
-def hot_update(sql: str, *params) -> Callable[[], object]:
+Change = Callable[[], object] | tuple[str, tuple]
+
+
+def hot_update(sql: str, *params) -> tuple[str, tuple]:
     """A change for the writer as ready SQL: the frequent ones skip building a Peewee query."""
-    return lambda: database.execute_sql(sql.format(p=database.param), params)
+    return sql.format(p=database.param), params
+
+
+def apply(batch: list[Change]) -> None:
+    """Run a batch in order. Ready statements between two Peewee queries go in one executemany
+    per statement: every insert first, then every start, then every finish, which keeps each
+    task's own order (its row, then started, then finished)."""
+    runs: dict[str, list[tuple]] = {}
+    for change in batch:
+        if callable(change):
+            execute_runs(runs)
+            runs = {}
+            change()
+        else:
+            sql, params = change
+            runs.setdefault(sql, []).append(params)
+    execute_runs(runs)
+
+
+def execute_runs(runs: dict[str, list[tuple]]) -> None:
+    rank = {STARTED_SQL.format(p=database.param): 1, FINISHED_SQL.format(p=database.param): 2}
+    for sql in sorted(runs, key=lambda text: rank.get(text, 0)):
+        database.cursor().executemany(sql, runs[sql])
 
 
 RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
