@@ -5,7 +5,8 @@
     python app.py create-admin NAME [--password-stdin] [--mobile M]
     waitress-serve --host 127.0.0.1 --port 8080 --call app:make_app
 
-create_app(settings) builds the Bottle app; importing this module starts nothing. `serve`
+create_app(settings) builds the Bottle app. Importing this module starts no server and no
+consumer; it does read the settings and open the queue and cache files (via tasks). `serve`
 creates missing tables, adds the demo data to an empty database, then serves with Waitress and, unless
 --no-consumer, a Huey consumer in the same process.
 """

@@ -267,7 +267,8 @@ def summary(huey: SprigHuey, task: Task) -> tuple[str, str | None, int | None]:
     bound = dict(zip(names, task.args, strict=False)) | dict(task.kwargs)
     shown = {k: '***' if info and k in info.secret else v for k, v in bound.items()}
     try:
-        payload = json.dumps([list(task.args), task.kwargs])
+        # A task with secrets keeps no payload: they would sit in the table for weeks.
+        payload = None if info and info.secret else json.dumps([list(task.args), task.kwargs])
     except (TypeError, ValueError):
         payload = None
     user_id = bound.get('user_id')
