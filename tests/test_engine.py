@@ -126,24 +126,25 @@ def test_interval_runs_once_per_period_with_two_consumers_and_survives_its_leade
         assert Lease.get_by_id('scheduler').holder.split(':')[1] == str(survivor.pid)
 
 
-@pytest.mark.parametrize('engine', ['sqlite'], indirect=True)
-def test_a_task_whose_consumer_dies_is_marked_lost(engine):
+def kill_while_running(engine: Engine, enqueue) -> tuple:
+    """Enqueue a task, SIGKILL its consumer once the task runs, start another; (task, dead, rescuer)."""
     doomed = engine.consumer('doomed')
-    task = testtasks.nap(30)
+    task = enqueue()
     wait_state(task.id, 'started')
     os.kill(doomed.pid, signal.SIGKILL)
-    engine.consumer('rescuer')
+    return task, doomed, engine.consumer('rescuer')
+
+
+@pytest.mark.parametrize('engine', ['sqlite'], indirect=True)
+def test_a_task_whose_consumer_dies_is_marked_lost(engine):
+    task, _, _ = kill_while_running(engine, lambda: testtasks.nap(30))
     lost, _ = wait_state(task.id, 'lost', timeout=30)
     assert 'died' in lost.error and lost.finished_at is not None
 
 
 @pytest.mark.parametrize('engine', ['sqlite'], indirect=True)
 def test_an_idempotent_task_whose_consumer_dies_runs_again(engine):
-    doomed = engine.consumer('doomed')
-    task = testtasks.safe_nap(3)
-    wait_state(task.id, 'started')
-    os.kill(doomed.pid, signal.SIGKILL)
-    rescuer = engine.consumer('rescuer')
+    task, doomed, rescuer = kill_while_running(engine, lambda: testtasks.safe_nap(3))
     done, _ = wait_state(task.id, 'succeeded', timeout=40)
     assert done.requeued and done.consumer.split(':')[1] == str(rescuer.pid)
     assert [pid for pid, _ in engine.traces('safe_naps')] == [doomed.pid, rescuer.pid]
