@@ -21,10 +21,21 @@ from models import ConsumerBeat, TaskRecord, Token, database, init_db, utcnow
 from settings import Settings, SettingsError, load_settings, scheme, sqlite_file
 
 
+class SqliteQueue(SqliteStorage):
+    """Huey's SQLite storage with synchronous=NORMAL, like the app database. In WAL mode a
+    crashed process loses nothing; a power cut may lose the last few enqueues. Huey's own
+    `fsync` offers only FULL (an fsync per enqueue: 320 µs against 69 µs measured) or OFF."""
+
+    def _create_connection(self):
+        conn = super()._create_connection()
+        conn.execute('pragma synchronous=normal')
+        return conn
+
+
 def storage_options(url: str) -> dict:
     """Huey's storage class and its arguments for a resolved [queue] url."""
     if scheme(url) == 'sqlite':
-        return {'storage_class': SqliteStorage, 'filename': str(sqlite_file(url))}
+        return {'storage_class': SqliteQueue, 'filename': str(sqlite_file(url))}
     # socket_timeout above Huey's 1 s blocking read, so an idle BRPOP is not an error.
     pool = redis.ConnectionPool.from_url(url, socket_timeout=5, socket_connect_timeout=2)
     # notify_result: a waiting reader blocks on Redis instead of polling for the result.
