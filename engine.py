@@ -1,8 +1,10 @@
 """The task engine on top of Huey: records you can poll, retries with jitter, interval schedules
 run by one elected leader, consumer heartbeats and lost-task recovery.
 
-- Every task enqueued gets a TaskRecord row before it reaches the queue; Huey's signals move it
-  through queued, scheduled, started, retrying, succeeded, failed, revoked, expired and lost.
+- Every task enqueued gets a record before it reaches the queue: a stub in the shared cache at
+  once, its TaskRecord row within FLUSH_EVERY (RecordWriter batches every change). Huey's
+  signals move it through queued, scheduled, started, retrying, succeeded, failed, revoked,
+  expired and lost.
 - Every consumer beats in ConsumerBeat. One of them holds the "scheduler" Lease: it alone runs
   crontab and interval tasks and marks the tasks of dead consumers lost (an idempotent task is
   re-enqueued once instead).
@@ -11,6 +13,7 @@ run by one elected leader, consumer heartbeats and lost-task recovery.
 """
 import contextlib
 import datetime
+import functools
 import inspect
 import json
 import logging
@@ -77,7 +80,7 @@ class SprigHuey(Huey):
         self.intervals: dict[str, Interval] = {}
         self.consumer_id: str | None = None  # set in a process that runs a consumer
         self.leader = False  # whether this process's consumer holds the scheduler lease
-        self.max_retry_delay = 300.0  # tasks.bind_queue sets these three from the settings
+        self.max_retry_delay = 300.0  # tasks.bind_queue sets these four from the settings
         self.shutdown_timeout = 5.0
         self.heartbeat_timeout = 10.0
         self.records = True
@@ -88,7 +91,7 @@ class SprigHuey(Huey):
     def record_result(self, task: Task, value, exc: BaseException | None) -> None:
         """Post-execute hook: keep a short summary of what the task returned, for people; the
         COMPLETE signal, which comes next, writes it with the final state in one statement."""
-        if exc is None and value is not None:
+        if exc is None and value is not None and self.tracking:
             task.result_summary = json.dumps(value, default=str)[:500]
 
     def record_signal(self, signal: str, task: Task, *args) -> None:
@@ -215,8 +218,8 @@ Change = Callable[[], object] | tuple[str, tuple]
 
 
 def hot_update(sql: str, *params) -> tuple[str, tuple]:
-    """A change for the writer as ready SQL: the frequent ones skip building a Peewee query."""
-    return sql.format(p=database.param), params
+    """A change for the writer as ready SQL (see statements()): no Peewee query to build."""
+    return sql, params
 
 
 def apply(batch: list[Change]) -> None:
@@ -236,26 +239,38 @@ def apply(batch: list[Change]) -> None:
 
 
 def execute_runs(runs: dict[str, list[tuple]]) -> None:
-    rank = {STARTED_SQL.format(p=database.param): 1, FINISHED_SQL.format(p=database.param): 2}
-    for sql in sorted(runs, key=lambda text: rank.get(text, 0)):
-        database.cursor().executemany(sql, runs[sql])
+    sql = statements()
+    rank = {sql.insert: 0, sql.started: 1, sql.finished: 2}
+    for text in sorted(runs, key=lambda text: rank.get(text, 0)):
+        database.cursor().executemany(text, runs[text])
 
 
 RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
 
 
-def insert_sql() -> str:
-    """INSERT of a new record that does nothing when the id exists, in this database's words.
-    Written out because Peewee takes longer to build the statement than SQLite to run it."""
-    kind = type(database.obj).__name__.lower()
+@dataclass(frozen=True)
+class Statements:
+    insert: str  # a new record; nothing when the id exists
+    started: str
+    finished: str
+
+
+def statements() -> Statements:
+    """The frequent record statements in the bound database's words. Written out because Peewee
+    takes longer to build a statement than SQLite to run it."""
+    return statements_for(type(database.obj).__name__.lower(), database.param)
+
+
+@functools.cache
+def statements_for(kind: str, p: str) -> Statements:
     head = 'INSERT OR IGNORE INTO' if 'sqlite' in kind else 'INSERT IGNORE INTO' if 'mysql' in kind else 'INSERT INTO'
     tail = ' ON CONFLICT DO NOTHING' if 'postgres' in kind else ''
-    marks = ', '.join([database.param] * len(RECORD_COLUMNS))
-    return f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES ({marks}){tail}'
-
-
-STARTED_SQL = 'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p} WHERE id = {p}'
-FINISHED_SQL = 'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p} WHERE id = {p}'
+    marks = ', '.join([p] * len(RECORD_COLUMNS))
+    return Statements(
+        insert=f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES ({marks}){tail}',
+        started=f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p} WHERE id = {p}',
+        finished=f'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p} WHERE id = {p}',
+    )
 
 
 # Records -----------------------------------------------------------------------------------------
@@ -297,9 +312,9 @@ def open_record(huey: SprigHuey, task: Task) -> None:
     try:
         cache.set(stub_key(task.id), values, ttl=STUB_TTL)
     except CacheError:
-        database.execute_sql(insert_sql(), row)
+        database.execute_sql(statements().insert, row)
         return
-    huey.writer.add(hot_update(insert_sql(), *row))
+    huey.writer.add(hot_update(statements().insert, *row))
 
 
 def drop_record(huey: SprigHuey, task: Task) -> None:
@@ -331,17 +346,14 @@ def stub(task_id: str) -> TaskRecord | None:
 def on_executing(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
     # The producer's insert may still be in its batch: insert the row if it is missing, then
     # mark it started; whichever insert comes second is ignored.
-    huey.writer.add(hot_update(insert_sql(), *new_row(huey, task, 'started')))
-    huey.writer.add(hot_update(STARTED_SQL, 'started', utcnow(), huey.consumer_id, task.id))
+    sql = statements()
+    huey.writer.add(hot_update(sql.insert, *new_row(huey, task, 'started')))
+    huey.writer.add(hot_update(sql.started, 'started', utcnow(), huey.consumer_id, task.id))
 
 
 def update(task: Task | TaskRecord, **values) -> None:
     """Change a record now (the rare, out-of-band changes: sweeps, revokes)."""
     TaskRecord.update(**values).where(TaskRecord.id == task.id).execute()
-
-
-def finish(task: Task | TaskRecord, state: str, **values) -> None:
-    update(task, state=state, finished_at=utcnow(), **values)
 
 
 def later(huey: SprigHuey, task: Task, **values) -> None:
@@ -351,7 +363,7 @@ def later(huey: SprigHuey, task: Task, **values) -> None:
 
 
 def finished(huey: SprigHuey, task: Task, state: str, error: str | None = None, result: str | None = None) -> None:
-    huey.writer.add(hot_update(FINISHED_SQL, state, utcnow(), error, result, task.id))
+    huey.writer.add(hot_update(statements().finished, state, utcnow(), error, result, task.id))
 
 
 def error_text(exc: BaseException | None) -> str | None:

@@ -41,17 +41,14 @@ def install_pages(app: Bottle, env: Environment, auth: Auth) -> None:
     def home() -> str:
         return render('home.html')
 
-    @app.get('/login')
-    def login_page() -> str:
+    def guest_page(name: str) -> str:
+        """A sign-in page: a visitor already signed in goes straight on to ?next=."""
         if auth.current_user():
             redirect(local_next())
-        return render('login.html', next=local_next())
+        return render(name, next=local_next())
 
-    @app.get('/register')
-    def register_page() -> str:
-        if auth.current_user():
-            redirect(local_next())
-        return render('register.html', next=local_next())
+    app.get('/login', callback=lambda: guest_page('login.html'))
+    app.get('/register', callback=lambda: guest_page('register.html'))
 
     @app.get('/admin/tasks')
     def admin_tasks() -> str:

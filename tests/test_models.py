@@ -41,14 +41,14 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
     with database.connection_context():
         TaskRecord.delete().execute()
         task = tasks.ping.s(2.5)
-        other = tasks.ping.s(1.0)
+        other, sql = tasks.ping.s(1.0), engine.statements()
         with database.atomic():
             engine.apply([  # as a consumer's writer sees them: another task interleaved
-                engine.hot_update(engine.STARTED_SQL, 'started', models.utcnow(), 'h:2:y', other.id),
-                engine.hot_update(engine.insert_sql(), *engine.new_row(tasks.huey, task)),
-                engine.hot_update(engine.insert_sql(), *engine.new_row(tasks.huey, task, 'started')),  # ignored
-                engine.hot_update(engine.STARTED_SQL, 'started', models.utcnow(), 'h:1:x', task.id),
-                engine.hot_update(engine.FINISHED_SQL, 'succeeded', models.utcnow(), None, '"pong"', task.id),
+                engine.hot_update(sql.started, 'started', models.utcnow(), 'h:2:y', other.id),
+                engine.hot_update(sql.insert, *engine.new_row(tasks.huey, task)),
+                engine.hot_update(sql.insert, *engine.new_row(tasks.huey, task, 'started')),  # ignored
+                engine.hot_update(sql.started, 'started', models.utcnow(), 'h:1:x', task.id),
+                engine.hot_update(sql.finished, 'succeeded', models.utcnow(), None, '"pong"', task.id),
             ])
         record = TaskRecord.get_by_id(task.id)
     assert (record.state, record.consumer, record.result, record.args) == ('succeeded', 'h:1:x', '"pong"',
