@@ -1,8 +1,8 @@
 """The task engine on top of Huey: records you can poll, retries with jitter, interval schedules
 run by one elected leader, consumer heartbeats and lost-task recovery.
 
-- Every task enqueued gets a record before it reaches the queue: a stub in the shared cache at
-  once, its TaskRecord row within FLUSH_EVERY (RecordWriter batches every change). Huey's
+- Every task enqueued gets a record: a stub written with the enqueue itself (queues.py), its
+  TaskRecord row within FLUSH_EVERY (RecordWriter batches every change). Huey's
   signals move it through queued, scheduled, started, retrying, succeeded, failed, revoked,
   expired and lost.
 - Every consumer beats in ConsumerBeat. One of them holds the "scheduler" Lease: it alone runs
@@ -11,7 +11,6 @@ run by one elected leader, consumer heartbeats and lost-task recovery.
 - SIGINT and SIGTERM both stop a consumer gracefully; what is still running when the shutdown
   timeout ends is re-enqueued (idempotent) or marked lost.
 """
-import contextlib
 import datetime
 import functools
 import inspect
@@ -31,7 +30,6 @@ from huey.api import Task, TaskWrapper
 from huey.consumer import Consumer, Scheduler
 from peewee import Case
 
-from cache import CacheError, cache
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, create_tables, database, utcnow
 
 log = logging.getLogger('sprig.engine')
@@ -40,7 +38,7 @@ BEAT_EVERY = 2  # seconds between heartbeats
 LEASE_TTL = 6  # a dead leader is replaced within this many seconds
 TICK = 0.25  # the coordinator's and scheduler's clock, in seconds
 FLUSH_EVERY = 0.02  # seconds a record change may wait before its batch is committed
-STUB_TTL = 120  # seconds a new task's cached stub answers for its record, which lands far sooner
+STUB_TTL = 120  # seconds a new task's stub answers for its record, which lands far sooner
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ class SprigHuey(Huey):
         self.shutdown_timeout = 5.0
         self.heartbeat_timeout = 10.0
         self.records = True
-        self.writer = RecordWriter()
+        self.writer = RecordWriter(self)
         self.signal()(self.record_signal)
         self.post_execute()(self.record_result)
 
@@ -132,19 +130,19 @@ class SprigHuey(Huey):
         return SprigConsumer(self, **options)
 
     def enqueue(self, task):
-        """Record the task before it reaches the queue, so an id the caller gets is never
-        unknown; a task the queue refuses leaves no record behind."""
+        """Record the task as it reaches the queue: a stub in the same step (see queues.py), its
+        row in the writer's next batch. An id the caller gets is never unknown, and a task the
+        queue refuses leaves no record behind."""
         if not self.tracking or not isinstance(task, Task):
             return super().enqueue(task)
         if getattr(task, 'seen', False):
             move_back(self, task)
             return super().enqueue(task)
-        open_record(self, task)
-        try:
-            return super().enqueue(task)
-        except Exception:
-            drop_record(self, task)
-            raise
+        row = new_row(self, task)
+        with self.storage.stubs.stubbed(task.id, stub_value(row), STUB_TTL):
+            result = super().enqueue(task)
+        self.writer.add(hot_update(statements().insert, *row))
+        return result
 
     def read_schedule(self, timestamp=None):
         due = super().read_schedule(timestamp)
@@ -178,14 +176,15 @@ class RecordWriter:
     Changes are applied in the order given, whatever thread gave them.
     """
 
-    def __init__(self):
-        self.pending: list[Change] = []
+    def __init__(self, huey: 'SprigHuey'):
+        self.huey = huey
+        self.pending: list[Change | Start] = []
         self.guard = threading.Lock()  # guards `pending`
         self.flushing = threading.Lock()  # one batch at a time, so batches stay in order
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
 
-    def add(self, change: 'Change') -> None:
+    def add(self, change: 'Change | Start') -> None:
         with self.guard:
             self.pending.append(change)
             if self.thread is None or self.pid != os.getpid():  # none yet, or a forked child
@@ -206,7 +205,7 @@ class RecordWriter:
                 return
             try:
                 with database.atomic():
-                    apply(batch)
+                    apply(batch, self.huey)
             except Exception:
                 log.exception('could not write %d task record changes; retrying', len(batch))
                 database.close()
@@ -222,27 +221,46 @@ def hot_update(sql: str, *params) -> tuple[str, tuple]:
     return sql, params
 
 
-def apply(batch: list[Change]) -> None:
+@dataclass(frozen=True)
+class Start:
+    """A task's start: an update of its row, which the producer's batch may not have inserted
+    yet; only then is the row built (from `task`) and inserted here."""
+
+    task: Task
+    params: tuple
+
+
+def apply(batch: list[Change | Start], huey: 'SprigHuey') -> None:
     """Run a batch in order. Ready statements between two Peewee queries go in one executemany
     per statement: every insert first, then every start, then every finish, which keeps each
     task's own order (its row, then started, then finished)."""
     runs: dict[str, list[tuple]] = {}
+    starts: list[Start] = []
     for change in batch:
-        if callable(change):
-            execute_runs(runs)
-            runs = {}
+        if isinstance(change, Start):
+            starts.append(change)
+        elif callable(change):
+            execute_runs(runs, starts, huey)
+            runs, starts = {}, []
             change()
         else:
             sql, params = change
             runs.setdefault(sql, []).append(params)
-    execute_runs(runs)
+    execute_runs(runs, starts, huey)
 
 
-def execute_runs(runs: dict[str, list[tuple]]) -> None:
+def execute_runs(runs: dict[str, list[tuple]], starts: list[Start], huey: 'SprigHuey') -> None:
     sql = statements()
-    rank = {sql.insert: 0, sql.started: 1, sql.finished: 2}
-    for text in sorted(runs, key=lambda text: rank.get(text, 0)):
-        database.cursor().executemany(text, runs[text])
+    cursor = database.cursor()
+    if sql.insert in runs:
+        cursor.executemany(sql.insert, runs.pop(sql.insert))
+    if starts:
+        cursor.executemany(sql.started, [start.params for start in starts])
+        if cursor.rowcount != len(starts):  # some rows are still in their producer's batch
+            cursor.executemany(sql.insert, [new_row(huey, start.task, 'started') for start in starts])
+            cursor.executemany(sql.started, [start.params for start in starts])
+    for text, params in runs.items():  # the finishes
+        cursor.executemany(text, params)
 
 
 RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
@@ -298,30 +316,10 @@ def new_row(huey: SprigHuey, task: Task, state: str | None = None) -> tuple:
     return (task.id, task.name, args, payload, state, user_id, now, eta, 0, False)
 
 
-def stub_key(task_id: str) -> str:
-    return f'task:{task_id}'
-
-
-def open_record(huey: SprigHuey, task: Task) -> None:
-    """A new task's record: inserted in the writer's next batch, and until then readable as a
-    stub in the shared cache (one quick write, instead of a commit waiting for the database's
-    write lock). Without the cache, the insert is made at once instead."""
-    row = new_row(huey, task)
+def stub_value(row: tuple) -> str:
     values = {column: value.isoformat() if isinstance(value, datetime.datetime) else value
               for column, value in zip(RECORD_COLUMNS, row, strict=True)}
-    try:
-        cache.set(stub_key(task.id), values, ttl=STUB_TTL)
-    except CacheError:
-        database.execute_sql(statements().insert, row)
-        return
-    huey.writer.add(hot_update(statements().insert, *row))
-
-
-def drop_record(huey: SprigHuey, task: Task) -> None:
-    with contextlib.suppress(CacheError):
-        cache.delete(stub_key(task.id))
-    huey.writer.add(TaskRecord.delete().where(TaskRecord.id == task.id).execute)
-    huey.writer.flush()
+    return json.dumps(values)
 
 
 def move_back(huey: SprigHuey, task: Task) -> None:
@@ -332,11 +330,12 @@ def move_back(huey: SprigHuey, task: Task) -> None:
     later(huey, task, state=back, eta=to_utc(task.eta))
 
 
-def stub(task_id: str) -> TaskRecord | None:
-    """The record of a task enqueued in the last FLUSH_EVERY seconds, before its row lands."""
-    values = cache.get(stub_key(task_id))
-    if values is None:
+def stub(huey: SprigHuey, task_id: str) -> TaskRecord | None:
+    """The record of a task enqueued in the last moments, before its row lands."""
+    value = huey.storage.read_stub(task_id)
+    if value is None:
         return None
+    values = json.loads(value)
     for column in ('created_at', 'eta'):
         if values[column]:
             values[column] = datetime.datetime.fromisoformat(values[column])
@@ -344,11 +343,7 @@ def stub(task_id: str) -> TaskRecord | None:
 
 
 def on_executing(huey: SprigHuey, task: Task, exc: BaseException | None = None) -> None:
-    # The producer's insert may still be in its batch: insert the row if it is missing, then
-    # mark it started; whichever insert comes second is ignored.
-    sql = statements()
-    huey.writer.add(hot_update(sql.insert, *new_row(huey, task, 'started')))
-    huey.writer.add(hot_update(sql.started, 'started', utcnow(), huey.consumer_id, task.id))
+    huey.writer.add(Start(task, ('started', utcnow(), huey.consumer_id, task.id)))
 
 
 def update(task: Task | TaskRecord, **values) -> None:

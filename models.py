@@ -1,5 +1,6 @@
 """Tables: the database handle, bound once from [database] url, the base model, tables and demo data."""
 import datetime
+import time
 
 from peewee import (
     BooleanField,
@@ -9,6 +10,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    OperationalError,
     SqliteDatabase,
     TextField,
 )
@@ -143,8 +145,22 @@ def create_tables() -> None:
     """Create every missing table and index (SQLite: in WAL mode); safe to run again."""
     with database.connection_context():
         if isinstance(database.obj, SqliteDatabase):
-            database.execute_sql('PRAGMA journal_mode = wal')
+            use_wal()
         database.create_tables(MODELS, safe=True)
+
+
+def use_wal(timeout: float = 10) -> None:
+    """Switch a SQLite file to WAL once. The switch needs the file to itself and SQLite does not
+    wait for that (no busy handler): two processes starting on a fresh file failed 13 times in
+    30 with "database is locked". So it is retried, like Huey's own switch."""
+    deadline = time.monotonic() + timeout
+    while database.execute_sql('PRAGMA journal_mode').fetchone()[0] != 'wal':
+        try:
+            database.execute_sql('PRAGMA journal_mode = wal')
+        except OperationalError as exc:
+            if 'locked' not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def is_empty() -> bool:

@@ -133,7 +133,7 @@ def install_queue_api(app: Bottle, auth: Auth) -> None:
     @app.get('/api/v1/tasks/<task_id>')
     def get_task(task_id: str) -> dict:
         user = auth.require_user()
-        record = TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(task_id)
+        record = TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(tasks.huey, task_id)
         # Another user's task is as unknown as a missing one.
         if record is None or not (user.is_admin or record.user_id == user.id):
             raise ApiError(404, f'no task {task_id}')

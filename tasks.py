@@ -10,36 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import redis
-from huey.storage import BlackHoleStorage, RedisStorage, SqliteStorage
+from huey.storage import BlackHoleStorage
 from peewee import DatabaseError
 
 import sms
 from cache import init_cache
 from engine import SprigConsumer, SprigHuey, seconds_ago
 from models import ConsumerBeat, TaskRecord, Token, database, init_db, utcnow
-from settings import Settings, SettingsError, load_settings, scheme, sqlite_file
-
-
-class SqliteQueue(SqliteStorage):
-    """Huey's SQLite storage with synchronous=NORMAL, like the app database. In WAL mode a
-    crashed process loses nothing; a power cut may lose the last few enqueues. Huey's own
-    `fsync` offers only FULL (an fsync per enqueue: 320 µs against 69 µs measured) or OFF."""
-
-    def _create_connection(self):
-        conn = super()._create_connection()
-        conn.execute('pragma synchronous=normal')
-        return conn
-
-
-def storage_options(url: str) -> dict:
-    """Huey's storage class and its arguments for a resolved [queue] url."""
-    if scheme(url) == 'sqlite':
-        return {'storage_class': SqliteQueue, 'filename': str(sqlite_file(url))}
-    # socket_timeout above Huey's 1 s blocking read, so an idle BRPOP is not an error.
-    pool = redis.ConnectionPool.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-    # notify_result: a waiting reader blocks on Redis instead of polling for the result.
-    return {'storage_class': RedisStorage, 'connection_pool': pool, 'notify_result': True}
+from queues import storage_options
+from settings import Settings, SettingsError, load_settings, scheme
 
 
 def bind_queue(target: SprigHuey, settings: Settings) -> None:

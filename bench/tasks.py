@@ -4,8 +4,8 @@ how late tasks scheduled 2 s ahead start.
 
     .venv/bin/python bench/tasks.py [--tasks N] [--quick]
 
-Prints one JSON line: about 70 s for the default 10,000 tasks on a 2-core machine, 20 s with --quick
-(1,000 tasks).
+Prints one JSON line: about 2 minutes for the default 3 rounds of 10,000 tasks on a 2-core
+machine, 15 s with --quick (1,000 tasks, one round).
 
 Each scenario (queue backend x records on/off) gets a fresh data directory (the SQLite files of
 the database, the queue and the cache), a queue named bench<random>, and two processes started
@@ -21,7 +21,10 @@ keys naming the scenario's queue are deleted afterwards; when unreachable, {"ski
 - "Has run" is counted exactly, without reading records or results (which would load what is
   measured): each no-op appends one byte to a file (O_APPEND, one write(2) of a few microseconds)
   and the producer, once done enqueueing, polls the file's size every 2 ms.
-- records_cost = 1 - end_to_end(records on) / end_to_end(records off), per backend.
+- Each queue runs `--repeat` rounds (default 3) of records on then off; each figure is the median
+  of its rounds (end_to_end_runs lists them all): on a shared 2-core machine one run of the same
+  code varies by up to 25%.
+- records_cost = 1 - end_to_end(records on) / end_to_end(records off), per backend, from the medians.
 - Lateness (records on, after the rates): 40 tasks scheduled with delay=2, one every 0.05 s; each
   returns time.time() at its start, read back with .get(blocking=True); lateness = start - eta,
   the eta Huey computed at enqueue (enqueue time + 2 s). p50 and p99 are nearest-rank.
@@ -36,6 +39,7 @@ import math
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -170,8 +174,8 @@ def child_env(data: Path, queue: str, url: str, records: bool) -> dict[str, str]
     return env
 
 
-def scenario(work: Path, backend: str, records: bool, count: int, timeout: float) -> dict:
-    data = work / f'{backend}-records-{"on" if records else "off"}'
+def scenario(work: Path, backend: str, records: bool, count: int, timeout: float, lateness: bool) -> dict:
+    data = work / f'{backend}-records-{"on" if records else "off"}-{secrets.token_hex(2)}'
     data.mkdir()
     queue = f'bench{secrets.token_hex(4)}'
     env = child_env(data, queue, REDIS_URL if backend == 'redis' else '', records)
@@ -184,7 +188,7 @@ def scenario(work: Path, backend: str, records: bool, count: int, timeout: float
         consumer = Child(consumer_args, env, data, 'consumer')
         producer_args = [sys.executable, str(Path(__file__).resolve()), '--produce', '--tasks', str(count),
                          '--timeout', str(timeout)]
-        if records:
+        if lateness:
             producer_args.append('--lateness')
         producer = Child(producer_args, env, data, 'producer')
         code = producer.wait(timeout + 120)
@@ -224,14 +228,30 @@ def redis_missing() -> str | None:
     return None
 
 
-def measure(work: Path, backend: str, count: int, timeout: float) -> dict:
-    on = scenario(work, backend, True, count, timeout)
-    off = scenario(work, backend, False, count, timeout)
-    figures = {'records_on': on, 'records_off': off}
-    if 'lateness_s' in on:
-        figures['lateness_s'] = on.pop('lateness_s')
+def measure(work: Path, backend: str, count: int, timeout: float, repeat: int) -> dict:
+    """`repeat` runs with records on and off, interleaved so that a slow spell of the machine
+    weighs on both; each figure is the median of its runs, the end-to-end rates are all listed."""
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for round_ in range(repeat):
+        for records in (True, False):
+            runs[records].append(scenario(work, backend, records, count, timeout, records and round_ == 0))
+    figures: dict = {}
+    for records, results in runs.items():
+        failed = [result for result in results if 'error' in result]
+        figures[f'records_{"on" if records else "off"}'] = failed[0] if failed else medians(results)
+    on, off = figures['records_on'], figures['records_off']
+    if 'lateness_s' in runs[True][0]:
+        figures['lateness_s'] = runs[True][0]['lateness_s']
     if 'end_to_end_per_s' in on and 'end_to_end_per_s' in off:
         figures['records_cost'] = round(1 - on['end_to_end_per_s'] / off['end_to_end_per_s'], 3)
+    return figures
+
+
+def medians(results: list[dict]) -> dict:
+    keys = ('enqueue_per_s', 'end_to_end_per_s', 'enqueue_s', 'end_to_end_s')
+    figures = {key: statistics.median(result[key] for result in results) for key in keys}
+    figures['end_to_end_runs'] = [result['end_to_end_per_s'] for result in results]
+    figures['records_written'] = [result['records_written'] for result in results]
     return figures
 
 
@@ -252,7 +272,8 @@ def verdicts(results: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--tasks', type=int, default=10_000, help='no-op tasks per scenario (default 10000)')
-    parser.add_argument('--quick', action='store_true', help='a smoke run: 1000 tasks')
+    parser.add_argument('--quick', action='store_true', help='a smoke run: 1000 tasks, one round')
+    parser.add_argument('--repeat', type=int, default=3, help='rounds of records on and off per queue (default 3)')
     parser.add_argument('--timeout', type=float, default=120, help='seconds a scenario may take to drain')
     parser.add_argument('--database-url', help='app database for the records (default: a fresh SQLite file '
                         'per scenario), e.g. postgresql://postgres@127.0.0.1:5432/sprig_bench')
@@ -260,6 +281,7 @@ def main() -> None:
     parser.add_argument('--lateness', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     count = 1000 if args.quick else args.tasks
+    repeat = 1 if args.quick else max(1, args.repeat)
     if args.database_url:  # read by the producer and consumer processes through their environment
         os.environ.update({'SPRIG_DATABASE_URL': args.database_url, 'SPRIG_APP_SECRET_KEY': secrets.token_urlsafe(32)})
         results_database = args.database_url.split('@')[-1]
@@ -271,11 +293,11 @@ def main() -> None:
         return
 
     started = time.monotonic()
-    results: dict = {'tasks': count, 'database': results_database, 'targets': TARGETS}
+    results: dict = {'tasks': count, 'rounds': repeat, 'database': results_database, 'targets': TARGETS}
     with tempfile.TemporaryDirectory(prefix='sprig-bench-tasks-', ignore_cleanup_errors=True) as tmp:
-        results['sqlite'] = measure(Path(tmp), 'sqlite', count, args.timeout)
+        results['sqlite'] = measure(Path(tmp), 'sqlite', count, args.timeout, repeat)
         missing = redis_missing()
-        results['redis'] = {'skipped': missing} if missing else measure(Path(tmp), 'redis', count, args.timeout)
+        results['redis'] = {'skipped': missing} if missing else measure(Path(tmp), 'redis', count, args.timeout, repeat)
     results['met'] = verdicts(results)
     results['seconds'] = round(time.monotonic() - started, 1)
     print(json.dumps(results))

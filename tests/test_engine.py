@@ -61,7 +61,7 @@ def engine(request, tmp_path, spawn, unique):
 def record(task_id: str) -> TaskRecord | None:
     """The task's record as the API reads it: its row, or the stub of a task just enqueued."""
     with database.connection_context():
-        return TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(task_id)
+        return TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(testtasks.huey, task_id)
 
 
 def wait_state(task_id: str, *states: str, timeout: float = 30) -> tuple[TaskRecord, list[str]]:

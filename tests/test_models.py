@@ -1,6 +1,10 @@
 """The database binding: SQLite with its pragmas, PostgreSQL and MySQL by URL."""
+import subprocess
+import sys
+import time
+
 import pytest
-from conftest import SECRET, make_settings
+from conftest import PROJECT_DIR, SECRET, make_settings, process_env
 
 import engine
 import models
@@ -33,6 +37,18 @@ def test_sqlite_runs_wal_with_foreign_keys_and_a_busy_timeout(tmp_path):
     assert (tmp_path / 'sprig.db').exists()
 
 
+def test_processes_starting_together_on_a_fresh_sqlite_file(tmp_path):
+    """The switch to WAL needs the file to itself; SQLite does not wait for it, Sprig does."""
+    start_at = time.time() + 1.5
+    code = ('import time, models, settings; models.init_db(settings.load_settings()); '
+            f'time.sleep(max(0, {start_at} - time.time())); models.create_tables()')
+    env = process_env(tmp_path, PYTHONPATH=str(PROJECT_DIR))
+    procs = [subprocess.Popen([sys.executable, '-c', code], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [proc.communicate(timeout=60)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors
+
+
 def test_task_record_statements_on_every_database(tmp_path, database_url):
     """The engine writes its hot statements by hand: they must run on each backend."""
     tasks.configure(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET,
@@ -44,13 +60,14 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
         other, sql = tasks.ping.s(1.0), engine.statements()
         with database.atomic():
             engine.apply([  # as a consumer's writer sees them: another task interleaved
-                engine.hot_update(sql.started, 'started', models.utcnow(), 'h:2:y', other.id),
+                engine.Start(other, ('started', models.utcnow(), 'h:2:y', other.id)),  # its row not in yet
                 engine.hot_update(sql.insert, *engine.new_row(tasks.huey, task)),
-                engine.hot_update(sql.insert, *engine.new_row(tasks.huey, task, 'started')),  # ignored
-                engine.hot_update(sql.started, 'started', models.utcnow(), 'h:1:x', task.id),
+                engine.Start(task, ('started', models.utcnow(), 'h:1:x', task.id)),
                 engine.hot_update(sql.finished, 'succeeded', models.utcnow(), None, '"pong"', task.id),
-            ])
+            ], tasks.huey)
+            engine.apply([engine.hot_update(sql.insert, *engine.new_row(tasks.huey, other))], tasks.huey)  # late
         record = TaskRecord.get_by_id(task.id)
+        assert (TaskRecord.get_by_id(other.id).state, TaskRecord.get_by_id(other.id).consumer) == ('started', 'h:2:y')
     assert (record.state, record.consumer, record.result, record.args) == ('succeeded', 'h:1:x', '"pong"',
                                                                            '{"sent_at": 2.5}')
     assert record.started_at <= record.finished_at and record.requeued is False

@@ -65,7 +65,7 @@ def test_immediate_mode_leaves_the_callers_connection_open(settings):
 
 def test_records_follow_a_task_that_succeeds(queue):
     result = tasks.ping(1.0)
-    assert engine.stub(result.id).state == 'queued'  # readable at once, before its row lands
+    assert engine.stub(queue, result.id).state == 'queued'  # readable at once, before its row lands
     queue.writer.flush()
     with database.connection_context():
         assert TaskRecord.get_by_id(result.id).state == 'queued'
@@ -74,6 +74,17 @@ def test_records_follow_a_task_that_succeeds(queue):
         record = TaskRecord.get_by_id(result.id)
     assert (record.state, record.name, record.args) == ('succeeded', 'ping', '{"sent_at": 1.0}')
     assert record.started_at <= record.finished_at
+
+
+def test_a_task_started_before_its_row_landed_gets_its_row_from_the_consumer(queue):
+    result = tasks.ping(2.0)
+    with queue.writer.guard:
+        queue.writer.pending.clear()  # the producer's insert, not committed yet (another process's batch)
+    run_one(queue)
+    with database.connection_context():
+        record = TaskRecord.get_by_id(result.id)
+    assert (record.state, record.name, record.args) == ('succeeded', 'ping', '{"sent_at": 2.0}')
+    assert record.started_at is not None
 
 
 def test_secret_arguments_are_masked_in_the_record(queue):
