@@ -18,14 +18,12 @@ import logging
 import re
 import secrets
 import signal
-import sqlite3
 import sys
 import time
 import traceback
 from collections.abc import Callable
 
 import peewee
-import redis
 import waitress
 from bottle import Bottle, HTTPError, HTTPResponse, JSONPlugin, request, response
 from huey.exceptions import ResultTimeout
@@ -35,6 +33,7 @@ import models
 import tasks
 from api import ApiError, ok, to_json
 from auth import Auth
+from banner_api import install_banner_api
 from cache import CacheError, cache
 from models import database
 from pages import create_env, install_pages
@@ -45,7 +44,6 @@ from users import UserApi, save_admin
 log = logging.getLogger('sprig')
 access_log = logging.getLogger('sprig.access')
 REQUEST_ID = re.compile(r'^[A-Za-z0-9._-]{1,64}$')
-QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
 
 
 def create_app(settings: Settings) -> Bottle:
@@ -63,7 +61,8 @@ def create_app(settings: Settings) -> Bottle:
     install_health(app)
     UserApi(settings, auth).install(app)
     install_queue_api(app, auth)
-    install_pages(app, env, auth)
+    install_banner_api(app, settings, auth)
+    install_pages(app, env, settings, auth)
     return app
 
 
@@ -105,7 +104,7 @@ def failed_component(exc: Exception) -> str | None:
         return 'database'
     if isinstance(exc, CacheError):
         return 'cache'
-    if isinstance(exc, QUEUE_ERRORS):
+    if isinstance(exc, tasks.QUEUE_ERRORS):
         return 'queue'
     return None
 
@@ -305,7 +304,7 @@ def ping(args: argparse.Namespace) -> int:
         result.revoke()  # nobody should run it later
         return fail(f'no consumer answered within {args.timeout:g} s '
                     f'(queue {tasks.settings.queue.name} on {masked(tasks.settings.queue.url)})')
-    except QUEUE_ERRORS as exc:
+    except tasks.QUEUE_ERRORS as exc:
         return fail(f'queue unavailable: {exc}')
     elapsed = (time.perf_counter() - started) * 1000
     print(f'pong from {reply["host"]} pid {reply["pid"]} in {elapsed:.1f} ms')

@@ -6,6 +6,7 @@ failure surfaces as CacheError, so that callers can degrade to the database.
 """
 import itertools
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -20,6 +21,7 @@ import redis
 
 from settings import Settings, sqlite_file
 
+log = logging.getLogger('sprig.cache')
 PURGE_EVERY = 1000  # writes between two sweeps of expired entries (SQLite, memory)
 
 
@@ -248,17 +250,46 @@ def open_backend(url: str) -> SqliteBackend | RedisBackend | MemoryBackend:
     raise ValueError(f'no cache backend for {url!r}')
 
 
+class Outage:
+    """When the cache last failed, for readers that can do without it (cached.read): they skip it
+    for BREAK_FOR seconds, so an unreachable cache does not cost each request a timeout, and the
+    failure is logged once per LOG_EVERY seconds, not once per request."""
+
+    BREAK_FOR = 2.0
+    LOG_EVERY = 60.0
+
+    def __init__(self):
+        self.guard = threading.Lock()
+        self.until = 0.0
+        self.logged = float('-inf')
+
+    def active(self) -> bool:
+        return time.monotonic() < self.until
+
+    def failed(self, exc: CacheError) -> None:
+        now = time.monotonic()
+        with self.guard:
+            self.until = now + self.BREAK_FOR
+            due = now - self.logged >= self.LOG_EVERY
+            if due:
+                self.logged = now
+        if due:
+            log.warning('cache unavailable, reads go to the database (said once per %d s): %s',
+                        self.LOG_EVERY, exc)
+
+
 class Cache:
     """Prefixed keys and JSON values in front of a backend; unbound until initialize()."""
 
     def __init__(self):
         self.backend = None
         self.prefix = ''
+        self.outage = Outage()
 
     def initialize(self, backend, prefix: str = '') -> None:
         if self.backend is not None:
             self.backend.close()
-        self.backend, self.prefix = backend, prefix
+        self.backend, self.prefix, self.outage = backend, prefix, Outage()
 
     @contextmanager
     def failures(self) -> Iterator[None]:

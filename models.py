@@ -67,6 +67,33 @@ class Token(BaseModel):
     expires = DateTimeField(index=True)
 
 
+class ContentModel(BaseModel):
+    """The columns every shop table shares, as the notes' BaseModel has them: an order to sort
+    by, shown or hidden, soft-deleted, and when it was created and last saved."""
+
+    orders = IntegerField(default=0)
+    is_show = BooleanField(default=True)
+    is_delete = BooleanField(default=False)
+    created = DateTimeField(default=utcnow)
+    updated = DateTimeField(default=utcnow)
+
+    def save(self, *args, **kwargs):
+        self.updated = utcnow()
+        return super().save(*args, **kwargs)
+
+
+class Banner(ContentModel):
+    """A slide of the home page carousel."""
+
+    title = CharField(max_length=64)
+    image = CharField(max_length=255)  # a path on this site (static/...) or an absolute URL
+    link = CharField(max_length=255, default='')  # a path on this site or an absolute URL
+    info = CharField(max_length=255, default='')
+
+    class Meta:
+        indexes = ((('is_delete', 'is_show', 'orders'), False),)  # the home page's query
+
+
 class TaskRecord(BaseModel):
     """One task's life, from enqueue to its end (see engine.py): what the API and dashboard read."""
 
@@ -121,9 +148,9 @@ class Schedule(BaseModel):
 
 
 # Every table, in creation order (a table after those it refers to).
-MODELS: list[type[Model]] = [User, Token, TaskRecord, ConsumerBeat, Lease, Schedule]
+MODELS: list[type[Model]] = [User, Token, Banner, TaskRecord, ConsumerBeat, Lease, Schedule]
 # The tables people fill: a database with rows in none of them is a fresh install.
-CONTENT: list[type[Model]] = [User]
+CONTENT: list[type[Model]] = [User, Banner]
 
 
 def init_db(settings: Settings) -> None:
@@ -169,8 +196,23 @@ def is_empty() -> bool:
         return not any(model.select().exists() for model in CONTENT)
 
 
+DEMO_BANNERS = [
+    {'title': 'Python from zero to web', 'image': 'static/banners/python.svg', 'link': '/courses/free',
+     'info': 'Free beginner courses: start today', 'orders': 1},
+    {'title': 'Flash sale: Linux for developers', 'image': 'static/banners/seckill.svg', 'link': '/courses/actual',
+     'info': 'Limited seats at a fraction of the price', 'orders': 2},
+    {'title': 'Light courses, one evening each', 'image': 'static/banners/light.svg', 'link': '/courses/light',
+     'info': 'Short, focused lessons for busy people', 'orders': 3},
+]
+
+
 def seed_demo() -> int:
-    """Insert the demo data and return how many rows it added. Banners, courses and sales bring
-    theirs; accounts have none on purpose (no known passwords)."""
+    """Insert the demo data where its table is still empty; return how many rows it added.
+    Accounts have none on purpose (no known passwords)."""
     create_tables()
-    return 0
+    added = 0
+    with database.atomic():
+        if not Banner.select().exists():
+            Banner.insert_many(DEMO_BANNERS).execute()
+            added += len(DEMO_BANNERS)
+    return added

@@ -4,6 +4,7 @@ from urllib.parse import quote
 from bottle import Bottle, redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+import banners
 import tasks
 from auth import Auth
 from queue_api import RETRYABLE, REVOCABLE, STATES
@@ -31,7 +32,7 @@ def local_next() -> str:
     return target
 
 
-def install_pages(app: Bottle, env: Environment, auth: Auth) -> None:
+def install_pages(app: Bottle, env: Environment, settings: Settings, auth: Auth) -> None:
     """Mount the pages and /static/ on app."""
 
     def render(name: str, **context) -> str:
@@ -39,7 +40,7 @@ def install_pages(app: Bottle, env: Environment, auth: Auth) -> None:
 
     @app.get('/')
     def home() -> str:
-        return render('home.html')
+        return render('home.html', banners=banners.cached_banners(settings).value)
 
     def guest_page(name: str) -> str:
         """A sign-in page: a visitor already signed in goes straight on to ?next=."""

@@ -68,6 +68,14 @@ class QueueSettings:
 class CacheSettings:
     url: str
     prefix: str
+    ttl: int = limits(1)
+    double_delete_delay: int = limits(0, 60_000)
+
+
+@dataclass(frozen=True)
+class BannerSettings:
+    count: int = limits(1, 100)
+    refresh_interval: int = limits(1)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class Settings:
     database: DatabaseSettings
     queue: QueueSettings
     cache: CacheSettings
+    banner: BannerSettings
     auth: AuthSettings
     sms: SmsSettings
 

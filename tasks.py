@@ -4,17 +4,24 @@ Imported by the web app and by `huey_consumer tasks.huey`; it never imports the 
 consumer starts without it. Settings are read once, here, at import; configure() rebinds the
 queue, the database and the cache to other settings (the web app's, a test's).
 """
+import logging
 import os
 import socket
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import redis
 from huey.storage import BlackHoleStorage
 from peewee import DatabaseError
 
+import banners
+import cached
 import sms
-from cache import init_cache
+from cache import CacheError, cache, init_cache
 from engine import SprigConsumer, SprigHuey, seconds_ago
 from models import ConsumerBeat, TaskRecord, Token, database, init_db, utcnow
 from queues import storage_options
@@ -43,6 +50,9 @@ def configure(new: Settings) -> None:
     init_db(new)
     init_cache(new)
 
+
+log = logging.getLogger('sprig.tasks')
+QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
 
 try:
     settings = load_settings()
@@ -123,3 +133,35 @@ def ping(sent_at: float) -> dict:
     """A no-op that says who ran it: the operator's proof that a consumer is listening."""
     return {'sent_at': sent_at, 'ran_at': time.time(), 'host': socket.gethostname(),
             'pid': os.getpid()}
+
+
+@huey.every(settings.banner.refresh_interval, idempotent=True)
+def rebuild_banner_cache() -> int:
+    """The safety net: rewrite the cached banner list from the database, so that a change made
+    outside the app (plain SQL, another tool) shows within [banner] refresh_interval seconds."""
+    return banners.rebuild(settings)
+
+
+@huey.task(idempotent=True)
+def drop_cached(keys: list[str], namespaces: list[str]) -> None:
+    """The second delete after a write (see writing())."""
+    cached.drop(keys, namespaces)
+
+
+@contextmanager
+def writing(keys: tuple[str, ...] = (), namespaces: tuple[str, ...] = ()) -> Iterator[None]:
+    """A write that cached reads depend on: commit it, then delete what it changed from the
+    cache, and delete it once more [cache] double_delete_delay ms later, for a reader that read
+    the old rows during the write and stored them after the first delete. An outage of the cache
+    or the queue does not undo the committed write: it is logged, and the TTL and the periodic
+    rebuild catch up."""
+    with database.atomic():
+        yield
+    try:
+        cached.drop(keys, namespaces)
+    except CacheError as exc:
+        cache.outage.failed(exc)
+    try:
+        drop_cached.schedule((list(keys), list(namespaces)), delay=settings.cache.double_delete_delay / 1000)
+    except QUEUE_ERRORS as exc:
+        log.warning('could not schedule the second cache delete of %s %s: %s', keys, namespaces, exc)

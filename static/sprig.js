@@ -1,4 +1,4 @@
-// Sprig pages: JSON forms with errors next to their fields, the SMS countdown, tabs and sign-out.
+// Sprig pages: JSON forms with errors next to their fields, the SMS countdown, tabs, sign-out and the home carousel.
 // The login cookie is HttpOnly: this script never sees a token, the browser sends it.
 'use strict';
 
@@ -113,3 +113,37 @@ document.querySelectorAll('[data-logout]').forEach(button => {
     location.href = '/';
   });
 });
+
+// Home carousel: advances every 5 s, pauses while pointed at or focused, arrows and dots.
+function carousel(root) {
+  const slides = [...root.querySelectorAll('.slide')];
+  const dots = [...root.querySelectorAll('[data-dot]')];
+  if (slides.length < 2) return;
+  let current = 0;
+  let paused = false;
+  const show = index => {
+    current = (index + slides.length) % slides.length;
+    slides.forEach((slide, i) => {
+      const on = i === current;
+      slide.classList.toggle('active', on);
+      slide.setAttribute('aria-hidden', on ? 'false' : 'true');
+      slide.querySelectorAll('a').forEach(a => { a.tabIndex = on ? 0 : -1; });
+    });
+    dots.forEach((dot, i) => {
+      dot.classList.toggle('active', i === current);
+      if (i === current) dot.setAttribute('aria-current', 'true'); else dot.removeAttribute('aria-current');
+    });
+    root.dataset.current = String(current);
+  };
+  root.querySelector('[data-prev]').addEventListener('click', () => show(current - 1));
+  root.querySelector('[data-next]').addEventListener('click', () => show(current + 1));
+  dots.forEach(dot => dot.addEventListener('click', () => show(Number(dot.dataset.dot))));
+  for (const [event, value] of [['mouseenter', true], ['mouseleave', false], ['focusin', true], ['focusout', false]]) {
+    root.addEventListener(event, () => { paused = value; });
+  }
+  if (!window.matchMedia('(prefers-reduced-motion: reduce)').matches) {
+    setInterval(() => { if (!paused && !document.hidden) show(current + 1); }, 5000);
+  }
+}
+
+document.querySelectorAll('[data-carousel]').forEach(carousel);

@@ -26,6 +26,7 @@ os.environ['SPRIG_QUEUE_IMMEDIATE'] = 'true'
 import webtest  # noqa: E402
 
 import app as sprig_app  # noqa: E402
+import models  # noqa: E402
 from settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
 
 IN_CI = os.environ.get('CI', '').lower() == 'true'
@@ -65,12 +66,21 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings):
-    return sprig_app.create_app(settings)
+    application = sprig_app.create_app(settings)
+    models.create_tables()
+    return application
 
 
 @pytest.fixture
 def client(app) -> webtest.TestApp:
     return webtest.TestApp(app)
+
+
+def bearer(client: webtest.TestApp, name: str, password: str) -> dict:
+    """Sign in through the API; the Authorization header that says who the next calls are from."""
+    token = client.post_json('/api/v1/user/login', {'username': name, 'password': password}).json['token']
+    client.reset()  # drop the cookie: each call says who it is
+    return {'Authorization': f'Bearer {token}'}
 
 
 @pytest.fixture
@@ -246,6 +256,7 @@ def context(browser):
 def start_site(spawn, data_dir: Path, **env: str) -> str:
     """`python app.py` (embedded consumer) on a free port; its base URL once it answers."""
     port = free_port()
+    env.setdefault('SPRIG_APP_BASE_URL', f'http://127.0.0.1:{port}')  # banner images are absolute URLs
     server = spawn(python('app.py', '--port', str(port)), process_env(data_dir, **env), 'server')
     wait_http(f'http://127.0.0.1:{port}/api/v1/health', server)
     return f'http://127.0.0.1:{port}'

@@ -11,6 +11,7 @@ import webtest
 from conftest import make_settings
 
 import app as sprig_app
+import models
 from api import ApiError, json_body, ok
 
 
@@ -18,6 +19,7 @@ from api import ApiError, json_body, ok
 def app(settings):
     """The real app plus two routes that exist only to exercise the machinery."""
     application = sprig_app.create_app(settings)
+    models.create_tables()
 
     @application.post('/api/v1/test/echo')
     def echo():

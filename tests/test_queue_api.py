@@ -5,7 +5,7 @@ import json
 import pytest
 import testtasks
 import webtest
-from conftest import make_settings
+from conftest import bearer, make_settings
 
 import app as sprig_app
 import models
@@ -26,12 +26,6 @@ def site(tmp_path):
         User.create(username='user_two', mobile='13800138002', password_hash=hash_password('user password 2'))
     yield webtest.TestApp(application)
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
-
-
-def bearer(client, name: str, password: str) -> dict:
-    token = client.post_json('/api/v1/user/login', {'username': name, 'password': password}).json['token']
-    client.reset()  # drop the cookie: each call below says who it is
-    return {'Authorization': f'Bearer {token}'}
 
 
 def record(**values) -> TaskRecord:
