@@ -5,10 +5,15 @@ app.render_error, as JSON under /api/ and as an HTML page elsewhere.
 """
 import datetime
 import json
-from typing import Any, TypeVar
+import re
+from decimal import Decimal
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 from bottle import HTTPError, request, response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from cached import Entry
 
 SUCCESS, REFUSED = 100, 101
 M = TypeVar('M', bound=BaseModel)
@@ -93,6 +98,65 @@ def client_address() -> str:
     return request.environ.get('REMOTE_ADDR') or '-'
 
 
+# Addresses people enter (banner and course images, links) ----------------------------------------
+
+SITE_PATH = re.compile(r'/?(?!/)[A-Za-z0-9_\-./~%]+')  # static/banners/a.svg or /courses/free
+
+
+def web_address(value: str) -> bool:
+    """An absolute http(s) URL with a host, and nothing a browser would read differently."""
+    if any(char <= ' ' or char in '"\'<>\\`' for char in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ('http', 'https') and bool(parts.netloc)
+
+
+def site_path(value: str) -> bool:
+    return bool(SITE_PATH.fullmatch(value)) and '..' not in value.split('/')
+
+
+def image_address(value: str) -> str:
+    if web_address(value) or site_path(value):
+        return value
+    raise ValueError('must be an http(s) URL or a path on this site, like static/banners/a.svg')
+
+
+def link_address(value: str) -> str:
+    if value == '' or web_address(value) or (value.startswith('/') and site_path(value)):
+        return value
+    raise ValueError('must be empty, an http(s) URL, or a path on this site starting with /')
+
+
+def optional_image(value: str) -> str:
+    return value if value == '' else image_address(value)
+
+
+Line = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+Image = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(image_address)]
+OptionalImage = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255),
+                          AfterValidator(optional_image)]
+Link = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(link_address)]
+Orders = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match against our (strong) ETag; weak comparison, as RFC 9110 asks for GET."""
+    tags = [tag.strip().removeprefix('W/') for tag in header.split(',')]
+    return '*' in tags or etag in tags
+
+
+def cached_ok(entry: Entry) -> dict | str:
+    """A cached read's answer: X-Cache, ETag, and 304 when the client has this version."""
+    etag = f'"{entry.etag}"'
+    response.set_header('X-Cache', entry.status)
+    response.set_header('ETag', etag)
+    response.set_header('Cache-Control', 'no-cache')  # revalidate every time: a 304 is cheap
+    if etag_matches(request.get_header('If-None-Match', ''), etag):
+        response.status = 304
+        return ''
+    return ok(result=entry.value)
+
+
 def to_json(value: Any) -> str:
     return json.dumps(value, default=encode_extra, ensure_ascii=False)
 
@@ -102,6 +166,8 @@ def encode_extra(value: Any) -> str:
         return value.replace(tzinfo=datetime.UTC).isoformat()  # stored times are UTC
     if isinstance(value, (datetime.datetime, datetime.date)):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f'{type(value).__name__} is not JSON serialisable')
 
 

@@ -29,12 +29,17 @@ from bottle import Bottle, HTTPError, HTTPResponse, JSONPlugin, request, respons
 from huey.exceptions import ResultTimeout
 from jinja2 import Environment
 
+import banners
+import cached
+import courses
+import demo
 import models
 import tasks
 from api import ApiError, ok, to_json
 from auth import Auth
 from banner_api import install_banner_api
 from cache import CacheError, cache
+from course_api import install_course_api
 from models import database
 from pages import create_env, install_pages
 from queue_api import install_queue_api
@@ -62,6 +67,7 @@ def create_app(settings: Settings) -> Bottle:
     UserApi(settings, auth).install(app)
     install_queue_api(app, auth)
     install_banner_api(app, settings, auth)
+    install_course_api(app, settings, auth)
     install_pages(app, env, settings, auth)
     return app
 
@@ -255,7 +261,7 @@ def banner(settings: Settings, host: str, port: int, embedded: bool) -> str:
 
 def prepare_database() -> None:
     models.create_tables()
-    if models.is_empty() and (added := models.seed_demo()):
+    if models.is_empty() and (added := demo.seed()):
         log.info('empty database: %d demo rows added', added)
 
 
@@ -270,9 +276,11 @@ def initdb(args: argparse.Namespace) -> int:
 
 def seed(args: argparse.Namespace) -> int:
     try:
-        added = models.seed_demo()
+        added = demo.seed()
     except peewee.DatabaseError as exc:
         return fail(f'database unavailable ({masked(tasks.settings.database.url)}): {exc}')
+    with contextlib.suppress(CacheError):  # a running server may have cached the lists without them
+        cached.drop(keys=[banners.KEY], namespaces=[courses.NAMESPACE])
     print(f'demo data: {added} rows added')
     return 0
 

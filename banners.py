@@ -5,23 +5,16 @@ Read by the web process (GET /api/v1/home/banners, the home page) and rebuilt by
 """
 import cached
 from models import Banner
-from settings import Settings
+from settings import Settings, absolute_url
 
 KEY = 'home:banners'  # the cache key of the visible list
-
-
-def absolute(url: str, base_url: str) -> str:
-    """A stored image path as an absolute URL; an absolute URL stays as it is."""
-    if url.startswith(('http://', 'https://')):
-        return url
-    return f'{base_url.rstrip("/")}/{url.lstrip("/")}'
 
 
 def visible(settings: Settings) -> list[dict]:
     """The banners to show, from the database: shown, not deleted, by orders then id."""
     query = (Banner.select().where(Banner.is_show & ~Banner.is_delete)
              .order_by(Banner.orders, Banner.id).limit(settings.banner.count))
-    return [{'id': banner.id, 'title': banner.title, 'image': absolute(banner.image, settings.app.base_url),
+    return [{'id': banner.id, 'title': banner.title, 'image': absolute_url(banner.image, settings.app.base_url),
              'link': banner.link, 'info': banner.info, 'orders': banner.orders} for banner in query]
 
 

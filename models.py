@@ -6,7 +6,9 @@ from peewee import (
     BooleanField,
     CharField,
     DatabaseProxy,
+    DateField,
     DateTimeField,
+    DecimalField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -94,6 +96,69 @@ class Banner(ContentModel):
         indexes = ((('is_delete', 'is_show', 'orders'), False),)  # the home page's query
 
 
+class CourseCategory(ContentModel):
+    name = CharField(max_length=64, unique=True)
+
+
+class Teacher(ContentModel):
+    ROLES = ('lecturer', 'mentor', 'class adviser')
+
+    name = CharField(max_length=32)
+    role = CharField(max_length=16, choices=[(role, role) for role in ROLES], default='lecturer')
+    title = CharField(max_length=64, default='')  # e.g. "Senior Python engineer"
+    signature = CharField(max_length=255, default='')  # a line in the teacher's own words
+    image = CharField(max_length=255, default='')  # a path on this site or an absolute URL
+    brief = TextField(default='')
+
+
+class Course(ContentModel):
+    KINDS = ('free', 'actual', 'light')
+    TYPES = ('paid', 'vip', 'degree')
+    LEVELS = ('beginner', 'intermediate', 'advanced')
+    STATUSES = ('online', 'offline', 'coming')
+
+    name = CharField(max_length=128)
+    kind = CharField(max_length=8, choices=[(kind, kind) for kind in KINDS])
+    course_img = CharField(max_length=255, default='')
+    course_type = CharField(max_length=8, choices=[(kind, kind) for kind in TYPES], default='paid')
+    brief = TextField(default='')
+    level = CharField(max_length=16, choices=[(level, level) for level in LEVELS], default='beginner')
+    pub_date = DateField(default=datetime.date.today)
+    period = IntegerField(default=7)  # days a student is advised to take
+    attachment_path = CharField(max_length=255, default='')
+    status = CharField(max_length=8, choices=[(status, status) for status in STATUSES], default='online')
+    students = IntegerField(default=0)
+    sections = IntegerField(default=0)  # planned in all
+    pub_sections = IntegerField(default=0)  # published so far
+    price = DecimalField(max_digits=10, decimal_places=2, default=0)
+    # Deleting a teacher or a category leaves its courses without one.
+    teacher = ForeignKeyField(Teacher, null=True, backref='courses', on_delete='SET NULL')
+    category = ForeignKeyField(CourseCategory, null=True, backref='courses', on_delete='SET NULL')
+
+    class Meta:
+        indexes = ((('kind', 'status', 'is_show', 'is_delete', 'orders'), False),)  # the list pages
+
+
+class CourseChapter(ContentModel):
+    course = ForeignKeyField(Course, backref='chapters', on_delete='CASCADE')
+    chapter = IntegerField()  # its number in the course
+    name = CharField(max_length=128)
+    summary = TextField(default='')
+    pub_date = DateField(default=datetime.date.today)
+
+
+class CourseSection(ContentModel):
+    TYPES = ('document', 'exercise', 'video')
+
+    chapter = ForeignKeyField(CourseChapter, backref='sections', on_delete='CASCADE')
+    name = CharField(max_length=128)
+    section_type = CharField(max_length=8, choices=[(kind, kind) for kind in TYPES], default='video')
+    section_link = CharField(max_length=255, default='')  # the video or document address
+    duration = CharField(max_length=16, default='')  # "12:30" for videos
+    pub_date = DateField(default=datetime.date.today)
+    free_trail = BooleanField(default=False)  # the notes' name: watchable before buying
+
+
 class TaskRecord(BaseModel):
     """One task's life, from enqueue to its end (see engine.py): what the API and dashboard read."""
 
@@ -148,9 +213,10 @@ class Schedule(BaseModel):
 
 
 # Every table, in creation order (a table after those it refers to).
-MODELS: list[type[Model]] = [User, Token, Banner, TaskRecord, ConsumerBeat, Lease, Schedule]
+MODELS: list[type[Model]] = [User, Token, Banner, CourseCategory, Teacher, Course, CourseChapter, CourseSection,
+                             TaskRecord, ConsumerBeat, Lease, Schedule]
 # The tables people fill: a database with rows in none of them is a fresh install.
-CONTENT: list[type[Model]] = [User, Banner]
+CONTENT: list[type[Model]] = [User, Banner, CourseCategory, Teacher, Course]
 
 
 def init_db(settings: Settings) -> None:
@@ -194,25 +260,3 @@ def is_empty() -> bool:
     """True when no demo or user data exists yet (a fresh install); task bookkeeping does not count."""
     with database.connection_context():
         return not any(model.select().exists() for model in CONTENT)
-
-
-DEMO_BANNERS = [
-    {'title': 'Python from zero to web', 'image': 'static/banners/python.svg', 'link': '/courses/free',
-     'info': 'Free beginner courses: start today', 'orders': 1},
-    {'title': 'Flash sale: Linux for developers', 'image': 'static/banners/seckill.svg', 'link': '/courses/actual',
-     'info': 'Limited seats at a fraction of the price', 'orders': 2},
-    {'title': 'Light courses, one evening each', 'image': 'static/banners/light.svg', 'link': '/courses/light',
-     'info': 'Short, focused lessons for busy people', 'orders': 3},
-]
-
-
-def seed_demo() -> int:
-    """Insert the demo data where its table is still empty; return how many rows it added.
-    Accounts have none on purpose (no known passwords)."""
-    create_tables()
-    added = 0
-    with database.atomic():
-        if not Banner.select().exists():
-            Banner.insert_many(DEMO_BANNERS).execute()
-            added += len(DEMO_BANNERS)
-    return added

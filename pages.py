@@ -1,17 +1,24 @@
 """HTML pages: one autoescaping Jinja2 environment over views/, the page routes and static files."""
-from urllib.parse import quote
+import math
+from urllib.parse import quote, urlencode
 
 from bottle import Bottle, redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import banners
+import courses
 import tasks
+from api import ApiError, parse_query
 from auth import Auth
 from queue_api import RETRYABLE, REVOCABLE, STATES
 from settings import PROJECT_DIR, Settings
 
 VIEWS = PROJECT_DIR / 'views'
 STATIC = PROJECT_DIR / 'static'
+KINDS = {'free': 'Free courses', 'actual': 'Practical courses', 'light': 'Light courses'}
+PAGE_SIZE = 12  # course cards per page
+ORDERINGS = {'orders': 'Recommended', '-students': 'Most popular', '-id': 'Newest',
+             'price': 'Price: low to high', '-price': 'Price: high to low'}
 
 
 def create_env(settings: Settings) -> Environment:
@@ -61,6 +68,28 @@ def install_pages(app: Bottle, env: Environment, settings: Settings, auth: Auth)
         # The page fills itself from the admin API; these only set up its filters and buttons.
         return render('admin_tasks.html', states=STATES, names=sorted(tasks.huey.infos),
                       retryable=RETRYABLE, revocable=REVOCABLE)
+
+    @app.get('/courses/<kind:re:free|actual|light>')
+    def course_list(kind: str) -> str:
+        query = parse_query(courses.CourseQuery)
+        query = query.model_copy(update={'kind': kind, 'size': query.size if 'size' in request.query else PAGE_SIZE})
+        page = courses.course_page(query, settings).value
+
+        def link(**changes) -> str:
+            """This list's address with some parameters changed (defaults left out)."""
+            params = {'category': query.category, 'ordering': query.ordering, 'page': query.page} | changes
+            kept = {k: v for k, v in params.items() if v and (k, v) not in (('ordering', 'orders'), ('page', 1))}
+            return f'/courses/{kind}' + (f'?{urlencode(kept)}' if kept else '')
+        return render('courses.html', kind=kind, heading=KINDS[kind], kinds=KINDS, query=query, page=page,
+                      pages=max(1, math.ceil(page['count'] / query.size)), orderings=ORDERINGS, link=link,
+                      categories=courses.categories(settings).value)
+
+    @app.get('/course/<course_id:int>')
+    def course_detail(course_id: int) -> str:
+        course = courses.course_detail(course_id, settings).value
+        if course is None:
+            raise ApiError(404, f'no course {course_id}')
+        return render('course.html', course=course, heading=KINDS[course['kind']])
 
     @app.get('/static/<path:path>')
     def static(path: str):

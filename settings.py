@@ -337,3 +337,10 @@ def stored_secret(path: Path) -> str:
         finally:
             draft.unlink()
     return path.read_text().strip()
+
+
+def absolute_url(url: str, base_url: str) -> str:
+    """A stored path as an absolute URL on [app] base_url; an absolute URL stays as it is."""
+    if not url or url.startswith(('http://', 'https://')):
+        return url
+    return f'{base_url.rstrip("/")}/{url.lstrip("/")}'

@@ -3,6 +3,8 @@
 Services (Redis, PostgreSQL, MariaDB, Chromium) are used when reachable and skipped with the
 reason otherwise; with CI=true a missing service fails the test instead.
 """
+import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -74,6 +77,33 @@ def app(settings: Settings):
 @pytest.fixture
 def client(app) -> webtest.TestApp:
     return webtest.TestApp(app)
+
+
+class StatementLog(logging.Handler):
+    """Peewee logs every statement it runs, at DEBUG, as (sql, params)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+        self.guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.guard:
+            self.statements.append(record.msg[0] if isinstance(record.msg, tuple) else str(record.msg))
+
+
+@contextlib.contextmanager
+def counting_queries():
+    """The SQL statements Peewee runs in the block, from any thread of this process."""
+    handler, peewee_log = StatementLog(), logging.getLogger('peewee')
+    level = peewee_log.level
+    peewee_log.addHandler(handler)
+    peewee_log.setLevel(logging.DEBUG)
+    try:
+        yield handler.statements
+    finally:
+        peewee_log.removeHandler(handler)
+        peewee_log.setLevel(level)
 
 
 def bearer(client: webtest.TestApp, name: str, password: str) -> dict:
