@@ -43,6 +43,7 @@ from course_api import install_course_api
 from models import database
 from pages import create_env, install_pages
 from queue_api import install_queue_api
+from seckill_api import install_seckill_api
 from settings import Settings, masked, scheme
 from users import UserApi, save_admin
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> Bottle:
     install_queue_api(app, auth)
     install_banner_api(app, settings, auth)
     install_course_api(app, settings, auth)
+    install_seckill_api(app, settings, auth)
     install_pages(app, env, settings, auth)
     return app
 

@@ -106,6 +106,42 @@ class SqliteBackend:
             {'key': key, 'delta': delta, 'expires': expiry(ttl), 'now': time.time()}).fetchone()
         return row[0]
 
+    def alive(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute('SELECT value FROM cache WHERE key = ? AND (expires IS NULL OR expires > ?)',
+                           (key, time.time())).fetchone()
+        return row[0] if row else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: the write lock first, so a read-then-write cannot be overtaken."""
+        conn = self.conn()
+        conn.execute('BEGIN IMMEDIATE')
+        try:
+            yield conn
+        except BaseException:
+            conn.execute('ROLLBACK')
+            raise
+        conn.execute('COMMIT')
+
+    def claim(self, counter: str, marker: str, ttl: float) -> str:
+        with self.transaction() as conn:
+            if self.alive(conn, marker) is not None:
+                return 'held'
+            stock = self.alive(conn, counter)
+            if stock is None or int(stock) <= 0:
+                return 'unknown' if stock is None else 'empty'
+            conn.execute('UPDATE cache SET value = CAST(value AS INTEGER) - 1 WHERE key = ?', (counter,))
+            conn.execute('INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)',
+                         (marker, '1', expiry(ttl)))
+            return 'claimed'
+
+    def release(self, counter: str, marker: str) -> bool:
+        with self.transaction() as conn:
+            if conn.execute('DELETE FROM cache WHERE key = ?', (marker,)).rowcount == 0:
+                return False
+            conn.execute('UPDATE cache SET value = CAST(value AS INTEGER) + 1 WHERE key = ?', (counter,))
+            return True
+
     def purge(self) -> int:
         return self.conn().execute('DELETE FROM cache WHERE expires <= ?', (time.time(),)).rowcount
 
@@ -126,12 +162,27 @@ class RedisBackend:
     errors = (redis.RedisError,)
     # Compare-and-delete, so that a lock is only released by the holder that took it.
     DELETE_IF = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    # claim(): one step, so no two callers can take the last unit or both pass the marker check.
+    CLAIM = """
+        if redis.call('exists', KEYS[2]) == 1 then return 'held' end
+        local stock = redis.call('get', KEYS[1])
+        if not stock then return 'unknown' end
+        if tonumber(stock) <= 0 then return 'empty' end
+        redis.call('decr', KEYS[1])
+        redis.call('set', KEYS[2], '1', 'PX', ARGV[1])
+        return 'claimed'"""
+    RELEASE = """
+        if redis.call('del', KEYS[2]) == 0 then return 0 end
+        if redis.call('exists', KEYS[1]) == 1 then redis.call('incr', KEYS[1]) end
+        return 1"""
 
     def __init__(self, url: str):
         # Short timeouts: an unreachable cache must fail fast, so readers can fall back.
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
                                            socket_connect_timeout=1)
         self.delete_script = self.client.register_script(self.DELETE_IF)
+        self.claim_script = self.client.register_script(self.CLAIM)
+        self.release_script = self.client.register_script(self.RELEASE)
 
     @staticmethod
     def px(ttl: float | None) -> int | None:
@@ -159,6 +210,12 @@ class RedisBackend:
         pipe.set(key, 0, px=self.px(ttl), nx=True)  # the TTL starts with the counter
         pipe.incrby(key, delta)
         return pipe.execute()[1]
+
+    def claim(self, counter: str, marker: str, ttl: float) -> str:
+        return self.claim_script(keys=[counter, marker], args=[self.px(ttl)])
+
+    def release(self, counter: str, marker: str) -> bool:
+        return bool(self.release_script(keys=[counter, marker]))
 
     def ping(self) -> None:
         self.client.ping()
@@ -223,6 +280,25 @@ class MemoryBackend:
             value = int(current) + delta
             self.items[key] = (str(value), self.items[key][1])
             return value
+
+    def claim(self, counter: str, marker: str, ttl: float) -> str:
+        with self.guard:
+            if self.live(marker) is not None:
+                return 'held'
+            stock = self.live(counter)
+            if stock is None or int(stock) <= 0:
+                return 'unknown' if stock is None else 'empty'
+            self.items[counter] = (str(int(stock) - 1), self.items[counter][1])
+            self.store(marker, '1', ttl)
+            return 'claimed'
+
+    def release(self, counter: str, marker: str) -> bool:
+        with self.guard:
+            if self.items.pop(marker, None) is None:
+                return False
+            if self.live(counter) is not None:
+                self.items[counter] = (str(int(self.items[counter][0]) + 1), self.items[counter][1])
+            return True
 
     def purge(self) -> int:
         now = time.time()
@@ -327,6 +403,18 @@ class Cache:
 
     def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         return self.incr(key, -delta, ttl)
+
+    def claim(self, counter: str, marker: str, ttl: float) -> str:
+        """Take one unit of a counted stock for a claimant, in one atomic step: 'claimed' (the
+        counter went down by one and the marker is set for ttl seconds), 'held' (the marker is
+        already set), 'empty' (the counter is 0) or 'unknown' (no counter: the caller sets it)."""
+        with self.failures():
+            return self.backend.claim(self.prefix + counter, self.prefix + marker, ttl)
+
+    def release(self, counter: str, marker: str) -> bool:
+        """Undo a claim: drop the marker and give the unit back; False if there was no marker."""
+        with self.failures():
+            return self.backend.release(self.prefix + counter, self.prefix + marker)
 
     @contextmanager
     def lock(self, name: str, ttl: float = 10, wait: float = 5) -> Iterator[None]:

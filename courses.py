@@ -11,7 +11,7 @@ from pydantic import Field
 
 import cached
 from api import Input
-from models import Course, CourseCategory, CourseChapter, CourseSection, Teacher
+from models import Course, CourseCategory, CourseChapter, CourseSection, SeckillItem, Teacher, utcnow
 from settings import Settings, absolute_url
 
 NAMESPACE = 'courses'
@@ -83,8 +83,9 @@ def course_page(query: CourseQuery, settings: Settings) -> cached.Entry:
 
 
 def course_detail(course_id: int, settings: Settings) -> cached.Entry:
-    """The course with its teacher, and its chapters with their sections, in order; the value is
-    None for a course nobody may see (cached too, so probing ids costs no queries either)."""
+    """The course with its teacher, its chapters with their sections in order, and its current or
+    next flash sale; None for a course nobody may see (cached too, so that probing ids costs no
+    queries either)."""
     def compute() -> dict | None:
         course = listed().where(Course.id == course_id).first()
         if course is None:
@@ -92,6 +93,9 @@ def course_detail(course_id: int, settings: Settings) -> cached.Entry:
         detail = course_view(course, settings.app.base_url)
         detail['teacher'] = teacher_view(course.teacher, settings.app.base_url, full=True)
         detail['chapters'] = chapters_of(course)
+        sale = (SeckillItem.select().where((SeckillItem.course == course) & (SeckillItem.ends_at > utcnow()))
+                .order_by(SeckillItem.starts_at).first())
+        detail['seckill'] = None if sale is None else {'id': sale.id, 'price': f'{sale.price:.2f}'}
         return detail
     return cached.read(f'course:{course_id}', compute, settings.cache.ttl, namespace=NAMESPACE)
 

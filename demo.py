@@ -1,4 +1,4 @@
-"""Demo data: banners and a small course catalogue that make the pages look like a real shop.
+"""Demo data: banners, a small course catalogue and a flash sale, so the pages look like a shop.
 
 `python app.py` adds it to an empty database; `python app.py seed` adds what is missing. Each
 table is filled only while it is empty, so seeding twice adds nothing.
@@ -6,7 +6,18 @@ table is filled only while it is empty, so seeding twice adds nothing.
 import datetime
 from decimal import Decimal
 
-from models import Banner, Course, CourseCategory, CourseChapter, CourseSection, Teacher, create_tables, database
+from models import (
+    Banner,
+    Course,
+    CourseCategory,
+    CourseChapter,
+    CourseSection,
+    SeckillItem,
+    Teacher,
+    create_tables,
+    database,
+    utcnow,
+)
 
 BANNERS = [
     {'title': 'Python from zero to web', 'image': 'static/banners/python.svg', 'link': '/courses/free',
@@ -68,7 +79,18 @@ def seed() -> int:
             added += len(BANNERS)
         if not Course.select().exists():
             added += seed_catalogue()
+        if not SeckillItem.select().exists():
+            added += seed_sale()
     return added
+
+
+def seed_sale() -> int:
+    """One flash sale, on now and for a month: 100 seats of "Linux for developers" at 29.90."""
+    course = Course.get(Course.name == 'Linux for developers')
+    now = utcnow().replace(microsecond=0)
+    SeckillItem.create(course=course, price=Decimal('29.90'), stock_total=100, stock_left=100,
+                       starts_at=now - datetime.timedelta(minutes=1), ends_at=now + datetime.timedelta(days=30))
+    return 1
 
 
 def seed_catalogue() -> int:

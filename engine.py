@@ -22,6 +22,7 @@ import secrets
 import socket
 import threading
 import time
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,10 +79,11 @@ class SprigHuey(Huey):
         self.intervals: dict[str, Interval] = {}
         self.consumer_id: str | None = None  # set in a process that runs a consumer
         self.leader = False  # whether this process's consumer holds the scheduler lease
-        self.max_retry_delay = 300.0  # tasks.bind_queue sets these four from the settings
+        self.max_retry_delay = 300.0  # tasks.bind_queue sets these from the settings
         self.shutdown_timeout = 5.0
         self.heartbeat_timeout = 10.0
         self.records = True
+        self.timezone = zoneinfo.ZoneInfo('UTC')  # crontab schedules are read in it
         self.writer = RecordWriter(self)
         self.signal()(self.record_signal)
         self.post_execute()(self.record_result)
@@ -403,7 +405,8 @@ TRANSITIONS: dict[str, Callable] = {
 # The consumer --------------------------------------------------------------------------------------
 
 class LeaderScheduler(Scheduler):
-    """Huey's scheduler with a finer tick, enqueueing crontab tasks only on the leader."""
+    """Huey's scheduler with a finer tick, enqueueing crontab tasks only on the leader, in
+    [app] timezone."""
 
     def __init__(self, huey, stop_flag, interval, periodic):
         super().__init__(huey, stop_flag, interval, periodic)
@@ -411,7 +414,9 @@ class LeaderScheduler(Scheduler):
 
     def enqueue_periodic_tasks(self, now):
         if self.huey.leader:
-            super().enqueue_periodic_tasks(now)
+            # Huey matches crontabs against the time it is given: [app] timezone's wall clock.
+            local = now.replace(tzinfo=datetime.UTC).astimezone(self.huey.timezone).replace(tzinfo=None)
+            super().enqueue_periodic_tasks(local)
 
 
 class SprigConsumer(Consumer):

@@ -5,6 +5,7 @@ import time
 from peewee import (
     BooleanField,
     CharField,
+    Check,
     DatabaseProxy,
     DateField,
     DateTimeField,
@@ -159,6 +160,52 @@ class CourseSection(ContentModel):
     free_trail = BooleanField(default=False)  # the notes' name: watchable before buying
 
 
+class SeckillItem(BaseModel):
+    """A flash sale of a course: `stock_left` units at `price` between two instants (UTC)."""
+
+    course = ForeignKeyField(Course, backref='sales', on_delete='CASCADE')
+    price = DecimalField(max_digits=10, decimal_places=2)
+    stock_total = IntegerField()
+    stock_left = IntegerField(constraints=[Check('stock_left >= 0')])  # never oversold, whatever the code
+    starts_at = DateTimeField()
+    ends_at = DateTimeField()
+    created = DateTimeField(default=utcnow)
+
+    def state(self, now: datetime.datetime) -> str:
+        if now < self.starts_at:
+            return 'upcoming'
+        if now >= self.ends_at:
+            return 'ended'
+        return 'sold_out' if self.stock_left <= 0 else 'active'
+
+
+class Order(BaseModel):
+    """A unit won in a flash sale. `live` is 1 until the order is cancelled, then NULL: the unique
+    index on (user, item, live) lets the database refuse a second live order for the same user
+    and item, on every backend (NULLs never collide)."""
+
+    STATUSES = ('pending_payment', 'paid', 'cancelled')
+
+    user = ForeignKeyField(User, backref='orders', on_delete='CASCADE')
+    item = ForeignKeyField(SeckillItem, backref='orders', on_delete='CASCADE')
+    task_id = CharField(max_length=64, unique=True)  # the submission that won it: a re-run finds it
+    status = CharField(max_length=16, choices=[(status, status) for status in STATUSES], default='pending_payment')
+    live = BooleanField(null=True, default=True)
+    price = DecimalField(max_digits=10, decimal_places=2)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    paid_at = DateTimeField(null=True)
+    cancelled_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((('user', 'item', 'live'), True),)
+
+    def public(self) -> dict:
+        return {'id': self.id, 'item_id': self.item_id, 'status': self.status, 'price': f'{self.price:.2f}',
+                'created_at': self.created_at, 'expires_at': self.expires_at, 'paid_at': self.paid_at,
+                'cancelled_at': self.cancelled_at}
+
+
 class TaskRecord(BaseModel):
     """One task's life, from enqueue to its end (see engine.py): what the API and dashboard read."""
 
@@ -214,7 +261,7 @@ class Schedule(BaseModel):
 
 # Every table, in creation order (a table after those it refers to).
 MODELS: list[type[Model]] = [User, Token, Banner, CourseCategory, Teacher, Course, CourseChapter, CourseSection,
-                             TaskRecord, ConsumerBeat, Lease, Schedule]
+                             SeckillItem, Order, TaskRecord, ConsumerBeat, Lease, Schedule]
 # The tables people fill: a database with rows in none of them is a fresh install.
 CONTENT: list[type[Model]] = [User, Banner, CourseCategory, Teacher, Course]
 

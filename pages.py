@@ -1,5 +1,7 @@
 """HTML pages: one autoescaping Jinja2 environment over views/, the page routes and static files."""
+import datetime
 import math
+import zoneinfo
 from urllib.parse import quote, urlencode
 
 from bottle import Bottle, redirect, request, static_file
@@ -7,9 +9,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import banners
 import courses
+import seckill
 import tasks
 from api import ApiError, parse_query
 from auth import Auth
+from models import utcnow
 from queue_api import RETRYABLE, REVOCABLE, STATES
 from settings import PROJECT_DIR, Settings
 
@@ -26,6 +30,9 @@ def create_env(settings: Settings) -> Environment:
     env = Environment(loader=FileSystemLoader(VIEWS), autoescape=select_autoescape(default=True),
                       auto_reload=settings.app.debug)
     env.globals['site'] = {'base_url': settings.app.base_url}
+    zone = zoneinfo.ZoneInfo(settings.app.timezone)
+    env.filters['localtime'] = lambda text: (datetime.datetime.fromisoformat(text).astimezone(zone)
+                                             .strftime('%Y-%m-%d %H:%M %Z'))
     return env
 
 
@@ -90,6 +97,20 @@ def install_pages(app: Bottle, env: Environment, settings: Settings, auth: Auth)
         if course is None:
             raise ApiError(404, f'no course {course_id}')
         return render('course.html', course=course, heading=KINDS[course['kind']])
+
+    @app.get('/seckill')
+    def sales() -> str:
+        now = utcnow()
+        return render('sales.html', sales=[seckill.with_stock(sale, now) for sale in seckill.sales(settings)])
+
+    @app.get('/seckill/<item_id:int>')
+    def sale(item_id: int) -> str:
+        found = seckill.sale(item_id, settings)
+        if found is None:
+            raise ApiError(404, f'no sale {item_id}')
+        return render('seckill.html', sale=seckill.with_stock(found, utcnow()),
+                      poll_interval=settings.seckill.poll_interval,
+                      payment_minutes=max(1, settings.seckill.payment_timeout // 60))
 
     @app.get('/static/<path:path>')
     def static(path: str):

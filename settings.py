@@ -7,6 +7,7 @@ import configparser
 import importlib.util
 import os
 import secrets
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class AppSettings:
     threads: int = limits(1, 256)
     max_body_kb: int = limits(1)
     trusted_proxy: str
+    timezone: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,12 @@ class CacheSettings:
 class BannerSettings:
     count: int = limits(1, 100)
     refresh_interval: int = limits(1)
+
+
+@dataclass(frozen=True)
+class SeckillSettings:
+    payment_timeout: int = limits(1)
+    poll_interval: int = limits(1, 60)
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,7 @@ class Settings:
     banner: BannerSettings
     auth: AuthSettings
     sms: SmsSettings
+    seckill: SeckillSettings
 
 
 SECTIONS = {f.name: f.type for f in fields(Settings)}
@@ -239,6 +248,7 @@ def resolve(s: Settings) -> Settings:
                             'consumed by other processes that must share the cache; '
                             'use sqlite:/// or redis://')
     check_base_url(s.app.base_url)
+    check_timezone(s.app.timezone)
     if not s.queue.name.replace('-', '').replace('_', '').isalnum():
         raise SettingsError(f'[queue] name: {s.queue.name!r} may hold only letters, digits, - and _')
     check_sms(s.sms)
@@ -251,6 +261,13 @@ def resolve(s: Settings) -> Settings:
         queue=replace(s.queue, url=queue),
         cache=replace(s.cache, url=cache),
     )
+
+
+def check_timezone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f'[app] timezone: unknown time zone {name!r} (an IANA name, e.g. Asia/Shanghai)') from None
 
 
 def resolve_url(label: str, url: str, default: Path, allowed: set[str]) -> str:

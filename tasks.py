@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import sys
 import time
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from peewee import DatabaseError
 
 import banners
 import cached
+import seckill
 import sms
 from cache import CacheError, cache, init_cache
 from engine import SprigConsumer, SprigHuey, seconds_ago
@@ -40,6 +42,7 @@ def bind_queue(target: SprigHuey, settings: Settings) -> None:
     target.heartbeat_timeout = settings.queue.heartbeat_timeout
     target.max_retry_delay = settings.queue.max_retry_delay
     target.records = settings.queue.records
+    target.timezone = zoneinfo.ZoneInfo(settings.app.timezone)
 
 
 def configure(new: Settings) -> None:
@@ -165,3 +168,25 @@ def writing(keys: tuple[str, ...] = (), namespaces: tuple[str, ...] = ()) -> Ite
         drop_cached.schedule((list(keys), list(namespaces)), delay=settings.cache.double_delete_delay / 1000)
     except QUEUE_ERRORS as exc:
         log.warning('could not schedule the second cache delete of %s %s: %s', keys, namespaces, exc)
+
+
+@huey.task(context=True, idempotent=True, retries=2, retry_delay=0.5)
+def create_order(user_id: int, item_id: int, task=None) -> dict:
+    """A flash-sale press that claimed a unit: create the order (once per task, so a re-run is
+    harmless), and schedule its cancellation if it is still unpaid [seckill] payment_timeout
+    seconds later. The outcome is the poller's answer (seckill.result_of)."""
+    try:
+        outcome = seckill.place_order(user_id, item_id, task.id, settings.seckill.payment_timeout)
+    except Exception:
+        if not task.retries:  # the last try: the unit goes back on sale
+            seckill.release(item_id, user_id)
+        raise
+    if outcome['outcome'] == 'won':
+        cancel_unpaid_order.schedule((outcome['order_id'],), delay=settings.seckill.payment_timeout)
+    return outcome
+
+
+@huey.task(idempotent=True)
+def cancel_unpaid_order(order_id: int) -> bool:
+    """Cancel the order if it is still unpaid; its unit goes back to the sale."""
+    return seckill.cancel_if_unpaid(order_id)

@@ -1,4 +1,5 @@
 """The cache contract, run against every backend: SQLite, Redis and memory."""
+import itertools
 import subprocess
 import threading
 import time
@@ -184,3 +185,17 @@ def test_unreachable_redis_fails_fast_as_cache_error():
 def test_unbound_cache_says_so():
     with pytest.raises(RuntimeError, match='init_cache'):
         Cache().get('k')
+
+
+def test_claims_take_each_unit_once_and_a_claimant_once(cache):
+    assert cache.claim('stock', 'buyer:0', 60) == 'unknown'
+    cache.set('stock', 5)
+    ids = itertools.count()
+    results = run_threads(20, lambda: cache.claim('stock', f'buyer:{next(ids) % 10}', 60))
+    assert results.count('claimed') == 5 and cache.get('stock') == 0
+    assert set(results) <= {'claimed', 'held', 'empty'}
+    winner = next(i for i in range(10) if cache.get(f'buyer:{i}') is not None)
+    assert cache.claim('stock', f'buyer:{winner}', 60) == 'held'
+    assert cache.release('stock', f'buyer:{winner}') is True and cache.get('stock') == 1
+    assert cache.release('stock', f'buyer:{winner}') is False and cache.get('stock') == 1  # only once
+    assert cache.claim('stock', 'late', 60) == 'claimed' and cache.claim('stock', 'later', 60) == 'empty'

@@ -246,7 +246,7 @@ def test_seed_adds_the_demo_shop_once(tmp_path):
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
-    assert seed() == 'demo data: 151 rows added'
+    assert seed() == 'demo data: 152 rows added'
     assert seed() == 'demo data: 0 rows added'
     models.init_db(make_settings(tmp_path))
     with database.connection_context():

@@ -1,13 +1,18 @@
 """Tasks on a real (non-immediate) queue, executed as a consumer thread does: connections and records."""
+import datetime
 import threading
+import zoneinfo
 
 import pytest
 from conftest import make_settings
+from huey import crontab
+from huey.storage import MemoryStorage
 from peewee import OperationalError
 
 import engine
 import models
 import tasks
+from engine import LeaderScheduler, SprigHuey
 from models import TaskRecord, database
 
 
@@ -94,3 +99,17 @@ def test_secret_arguments_are_masked_in_the_record(queue):
         record = TaskRecord.get_by_id(result.id)
     assert '123456' not in record.args and '"code": "***"' in record.args
     assert '13800138000' in record.args and record.payload is None  # nor kept to run again
+
+
+def test_crontab_schedules_are_read_in_the_configured_time_zone():
+    local = SprigHuey('tz-test', storage_class=MemoryStorage)
+    local.records, local.leader, local.timezone = False, True, zoneinfo.ZoneInfo('Asia/Shanghai')
+
+    @local.periodic_task(crontab(minute='0', hour='9'))
+    def morning() -> None:
+        pass
+    scheduler = LeaderScheduler(local, threading.Event(), 1, True)
+    scheduler.enqueue_periodic_tasks(datetime.datetime(2026, 1, 1, 9, 0))  # 09:00 UTC: 17:00 there
+    assert local.pending_count() == 0
+    scheduler.enqueue_periodic_tasks(datetime.datetime(2026, 1, 1, 1, 0))  # 01:00 UTC: 09:00 there
+    assert local.pending_count() == 1

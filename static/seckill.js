@@ -1,0 +1,144 @@
+// The flash-sale page: a countdown to the start, the stock kept fresh, the press, then polling the
+// result every [seckill] poll_interval seconds until a terminal answer; network errors are retried.
+'use strict';
+
+(function () {
+  const root = document.querySelector('[data-seckill]');
+  if (!root) return;
+  const item = Number(root.dataset.item);
+  const starts = Date.parse(root.dataset.starts);
+  const ends = Date.parse(root.dataset.ends);
+  const poll = Number(root.dataset.poll) * 1000;
+  const button = root.querySelector('[data-press]');
+  const countdown = root.querySelector('[data-countdown]');
+  const outcome = root.querySelector('[data-outcome]');
+  const stock = root.querySelector('[data-stock]');
+  const payButton = root.querySelector('[data-pay]');
+  const RETRIES = 3;  // network errors in a row before giving up
+  let state = root.dataset.state;
+  let pressed = false;
+
+  const say = (text, kind) => { outcome.textContent = text; outcome.className = `outcome ${kind || ''}`; };
+  const pad = n => String(n).padStart(2, '0');
+
+  async function call(method, path, body) {
+    const options = {method, credentials: 'same-origin', headers: {}};
+    if (body !== undefined) {
+      options.headers['Content-Type'] = 'application/json';
+      options.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, options);  // throws on network errors
+    let data;
+    try { data = await res.json(); } catch (e) { data = {code: res.status, msg: `unexpected answer (${res.status})`}; }
+    return {status: res.status, data};
+  }
+
+  // A call retried after network errors or 5xx answers, up to RETRIES times, `poll` ms apart.
+  async function patient(method, path, body) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const answer = await call(method, path, body);
+        if (answer.status < 500) return answer;
+        if (attempt >= RETRIES) return answer;
+      } catch (e) {
+        if (attempt >= RETRIES) throw e;
+      }
+      say(`Connection trouble, retrying (${attempt + 1}/${RETRIES})…`, 'pending');
+      await new Promise(resolve => setTimeout(resolve, poll));
+    }
+  }
+
+  function tick() {
+    const now = Date.now();
+    if (now < starts) {
+      const left = Math.ceil((starts - now) / 1000);
+      const h = Math.floor(left / 3600), m = Math.floor(left % 3600 / 60), s = left % 60;
+      countdown.textContent = `Starts in ${pad(h)}:${pad(m)}:${pad(s)}`;
+      button.disabled = true;
+    } else if (now >= ends) {
+      countdown.textContent = 'This sale has ended.';
+      button.disabled = true;
+      button.textContent = 'Ended';
+    } else if (state === 'sold_out') {
+      countdown.textContent = '';
+      button.disabled = true;
+      button.textContent = 'Sold out';
+    } else {
+      countdown.textContent = 'On sale now';
+      button.disabled = pressed;
+    }
+  }
+
+  async function refreshStock() {
+    if (pressed) return;
+    try {
+      const {status, data} = await call('GET', `/api/v1/seckill/items/${item}`);
+      if (status === 200) {
+        stock.textContent = data.result.stock_left;
+        state = data.result.state;
+        tick();
+      }
+    } catch (e) { /* the next refresh will tell */ }
+  }
+
+  async function follow(taskId) {
+    for (;;) {
+      await new Promise(resolve => setTimeout(resolve, poll));
+      let answer;
+      try {
+        answer = await patient('GET', `/api/v1/seckill/result?task_id=${encodeURIComponent(taskId)}`);
+      } catch (e) {
+        say('We lost the connection. Your order is safe if it was won: check again in a moment.', 'error');
+        return;
+      }
+      const {data} = answer;
+      if (data.code === 102) say('Queued: waiting for your turn…', 'pending');
+      else if (data.code === 103) say('In progress…', 'pending');
+      else if (data.code === 100) {
+        say(`You got it! Order #${data.order_id}: pay to keep it.`, 'won');
+        payButton.hidden = false;
+        payButton.dataset.order = data.order_id;
+        return;
+      } else {
+        say(data.msg, data.code === 101 ? 'lost' : 'error');
+        return;
+      }
+    }
+  }
+
+  async function press() {
+    if (root.dataset.signedIn !== '1') {
+      location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+      return;
+    }
+    pressed = true;
+    button.disabled = true;
+    say('Sending…', 'pending');
+    let answer;
+    try {
+      answer = await patient('POST', '/api/v1/seckill', {item_id: item});
+    } catch (e) {
+      say('Could not reach the shop. Please try again.', 'error');
+      pressed = false;
+      tick();
+      return;
+    }
+    const {status, data} = answer;
+    if (status === 401) { location.assign(`/login?next=${encodeURIComponent(location.pathname)}`); return; }
+    if (status === 202) { say('Queued: waiting for your turn…', 'pending'); follow(data.task_id); return; }
+    say(data.msg, data.code === 101 ? 'lost' : 'error');
+  }
+
+  async function pay() {
+    payButton.disabled = true;
+    const {data} = await call('POST', `/api/v1/orders/${payButton.dataset.order}/pay`);
+    if (data.code === 100) { say(`Paid: order #${payButton.dataset.order} is yours.`, 'won'); payButton.hidden = true; }
+    else { say(data.msg, 'error'); payButton.disabled = false; }
+  }
+
+  button.addEventListener('click', press);
+  payButton.addEventListener('click', pay);
+  tick();
+  setInterval(tick, 1000);
+  setInterval(refreshStock, Math.max(poll, 2000));
+})();
