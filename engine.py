@@ -210,7 +210,7 @@ class RecordWriter:
                     apply(batch, self.huey)
             except Exception:
                 log.exception('could not write %d task record changes; retrying', len(batch))
-                database.close()
+                database.manual_close()  # perhaps broken: not back to the pool
                 with self.guard:
                     self.pending[:0] = batch
 
@@ -453,6 +453,7 @@ class Coordinator(threading.Thread):
         self.huey, self.workers, self.stop_flag = huey, workers, stop_flag
         self.started_at = utcnow()
         self.next_beat = self.next_sweep = 0.0
+        self.suspects: set[str] = set()  # queued tasks found neither queued nor scheduled last sweep
 
     def run(self) -> None:
         clock = 0.0
@@ -462,7 +463,7 @@ class Coordinator(threading.Thread):
                 self.tick(clock)
             except Exception:
                 log.exception('coordinator tick failed; retrying')
-                database.close()
+                database.manual_close()  # perhaps broken: not back to the pool
         self.leave()
 
     def tick(self, clock: float) -> None:
@@ -475,6 +476,7 @@ class Coordinator(threading.Thread):
             if clock >= self.next_sweep:
                 self.next_sweep = clock + BEAT_EVERY
                 sweep_lost(self.huey)
+                self.suspects = sweep_vanished(self.huey, self.suspects)
 
     def beat(self) -> None:
         now = utcnow()
@@ -531,16 +533,39 @@ def sweep_lost(huey: SprigHuey) -> None:
     alive = ConsumerBeat.select(ConsumerBeat.id).where(ConsumerBeat.beat_at > seconds_ago(huey.heartbeat_timeout))
     stuck = TaskRecord.select().where((TaskRecord.state == 'started') & (TaskRecord.consumer.not_in(alive)))
     for record in stuck:
-        info = huey.infos.get(record.name)
-        if info and info.idempotent and not record.requeued and record.payload:
-            args, kwargs = json.loads(record.payload)
-            update(record, requeued=True)
-            again = info.wrapper.s(*args, **kwargs, id=record.id)
-            again.seen = True
-            huey.enqueue(again)
-            log.warning('re-enqueued %s %s: its consumer %s died', record.name, record.id, record.consumer)
-        else:
-            TaskRecord.update(state='lost', finished_at=utcnow(), error=f'consumer {record.consumer} died'
-                              ).where((TaskRecord.id == record.id) & (TaskRecord.state == 'started')).execute()
-            log.warning('%s %s lost: its consumer %s died', record.name, record.id, record.consumer)
+        rescue(huey, record, 'started', f'consumer {record.consumer} died')
 
+
+def sweep_vanished(huey: SprigHuey, suspects: set[str]) -> set[str]:
+    """Tasks still 'queued' on their record, long enough for a consumer to have taken them, that
+    are neither in the queue nor in the schedule: a consumer took one and died before its
+    'started' was written. Rescued when missing on two sweeps in a row, since a live worker may be
+    between taking a task and writing its start; returns the ids missing this time."""
+    old = TaskRecord.select().where((TaskRecord.state == 'queued')
+                                    & (TaskRecord.created_at < seconds_ago(huey.heartbeat_timeout))).limit(1000)
+    records = {record.id: record for record in old}
+    if not records:
+        return set()
+    # Only the message's envelope is read: a task this process does not know still counts.
+    waiting = {huey.serializer.deserialize(data).id
+               for data in huey.storage.enqueued_items() + huey.storage.scheduled_items()}
+    missing = set(records) - waiting
+    for task_id in missing & suspects:
+        rescue(huey, records[task_id], 'queued', 'taken from the queue by a consumer that died')
+    return missing - suspects
+
+
+def rescue(huey: SprigHuey, record: TaskRecord, state: str, reason: str) -> None:
+    """A task whose consumer died: enqueued once more (same id) if idempotent, else marked lost."""
+    info = huey.infos.get(record.name)
+    if info and info.idempotent and not record.requeued and record.payload:
+        args, kwargs = json.loads(record.payload)
+        update(record, requeued=True)
+        again = info.wrapper.s(*args, **kwargs, id=record.id)
+        again.seen = True
+        huey.enqueue(again)
+        log.warning('re-enqueued %s %s: %s', record.name, record.id, reason)
+    else:
+        TaskRecord.update(state='lost', finished_at=utcnow(), error=reason
+                          ).where((TaskRecord.id == record.id) & (TaskRecord.state == state)).execute()
+        log.warning('%s %s lost: %s', record.name, record.id, reason)

@@ -14,10 +14,13 @@ from api import ApiError, Input, ok, parse_body, refuse, validated
 from auth import Auth
 from cache import cache
 from engine import stub
-from models import Course, Order, SeckillItem, TaskRecord, database, utcnow
+from models import Course, Order, SeckillItem, TaskRecord, first, prepared, utcnow
 from settings import Settings
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+# The poller's two reads (by task id), built once: pages poll them every few seconds.
+RECORD_BY_ID = prepared(lambda: TaskRecord.select().where(TaskRecord.id == ''))
+ORDER_BY_TASK = prepared(lambda: Order.select().where(Order.task_id == ''))
 Price = Annotated[Decimal, Field(ge=0, le=10_000_000, max_digits=10, decimal_places=2)]
 Stock = Annotated[int, Field(ge=0, le=10_000_000)]
 
@@ -73,9 +76,11 @@ def check_course(course_id: int) -> None:
         raise ApiError(400, 'invalid input: course_id', errors={'course_id': f'no such course: {course_id}'})
 
 
-def drop_cached_sales() -> None:
-    """A sale changed: its cached description, and course pages that link to it."""
-    cached.drop(namespaces=[seckill.NAMESPACE, courses.NAMESPACE])
+def writing_sale(item_id: int | None = None):
+    """tasks.writing() for a sale: its cached description, the list, and the course pages that
+    link to it are dropped after the commit, and again a moment later."""
+    keys = (seckill.SALES_KEY,) if item_id is None else (seckill.SALES_KEY, seckill.sale_key(item_id))
+    return tasks.writing(keys=keys, namespaces=(courses.NAMESPACE,))
 
 
 def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
@@ -122,10 +127,10 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
     def result() -> dict:
         user = auth.require_user()
         task_id = validated(ResultQuery, {'task_id': request.query.getunicode('task_id')}).task_id
-        record = TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(tasks.huey, task_id)
+        record = first(TaskRecord, RECORD_BY_ID(), task_id) or stub(tasks.huey, task_id)
         if record is None or record.name != 'create_order' or record.user_id != user.id:
             raise ApiError(404, f'no seckill submission {task_id}')
-        answer = seckill.result_of(record, Order.get_or_none(Order.task_id == task_id))
+        answer = seckill.result_of(record, first(Order, ORDER_BY_TASK(), task_id))
         return {**answer, 'task_id': task_id}
 
     @app.get('/api/v1/orders')
@@ -150,9 +155,10 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         auth.require_admin()
         body = parse_body(NewSale, limit)
         check_course(body.course_id)
-        item = seckill.new_sale(body.course_id, body.price, body.stock_total, naive_utc(body.starts_at),
-                                naive_utc(body.ends_at))
-        drop_cached_sales()
+        with writing_sale():
+            item = seckill.new_sale(body.course_id, body.price, body.stock_total, naive_utc(body.starts_at),
+                                    naive_utc(body.ends_at))
+        cached.drop(keys=[seckill.sale_key(item.id)])  # a probe may have cached "no such sale"
         return ok('created', status=201, result=seckill.with_stock(seckill.sale(item.id, settings), utcnow()))
 
     @app.patch('/api/v1/admin/seckill/items/<item_id:int>')
@@ -170,7 +176,7 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         sale = validated(NewSale, stored | given)
         check_course(sale.course_id)
         change = sale.stock_total - item.stock_total
-        with database.atomic():
+        with writing_sale(item_id):
             updated = (SeckillItem.update(course=sale.course_id, price=sale.price, stock_total=sale.stock_total,
                                           starts_at=naive_utc(sale.starts_at), ends_at=naive_utc(sale.ends_at),
                                           stock_left=SeckillItem.stock_left + change)
@@ -180,6 +186,5 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
                            errors={'stock_total': f'at least {item.stock_total - item.stock_left} were sold'})
         if change and cache_has_counter(item_id):
             cache.incr(seckill.counter_key(item_id), change)
-        drop_cached_sales()
         return ok(result=seckill.with_stock(seckill.sale(item_id, settings), utcnow()))
 

@@ -100,7 +100,7 @@ def drop_broken_connection(task, value, exc) -> None:
     """A worker thread keeps its own connection from task to task (opened on first use); one
     that a database error may have broken is closed, so the next task opens a fresh one."""
     if isinstance(exc, DatabaseError) and not huey.immediate and not database.is_closed():
-        database.close()
+        database.manual_close()  # not back to the pool
 
 
 @huey.task(retry_delay=2, retry_backoff=2, secret=('code',), idempotent=True)

@@ -18,6 +18,7 @@
   let state = root.dataset.state;
   let pressed = false;
 
+  const signIn = () => location.assign(`/login?next=${encodeURIComponent(location.pathname).replace(/%2F/g, '/')}`);
   const say = (text, kind) => { outcome.textContent = text; outcome.className = `outcome ${kind || ''}`; };
   const pad = n => String(n).padStart(2, '0');
 
@@ -70,7 +71,6 @@
   }
 
   async function refreshStock() {
-    if (pressed) return;
     try {
       const {status, data} = await call('GET', `/api/v1/seckill/items/${item}`);
       if (status === 200) {
@@ -96,21 +96,20 @@
       else if (data.code === 103) say('In progress…', 'pending');
       else if (data.code === 100) {
         say(`You got it! Order #${data.order_id}: pay to keep it.`, 'won');
+        button.textContent = 'Won';
+        refreshStock();
         payButton.hidden = false;
         payButton.dataset.order = data.order_id;
         return;
       } else {
-        say(data.msg, data.code === 101 ? 'lost' : 'error');
+        finish(data);
         return;
       }
     }
   }
 
   async function press() {
-    if (root.dataset.signedIn !== '1') {
-      location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
-      return;
-    }
+    if (root.dataset.signedIn !== '1') { signIn(); return; }
     pressed = true;
     button.disabled = true;
     say('Sending…', 'pending');
@@ -124,9 +123,16 @@
       return;
     }
     const {status, data} = answer;
-    if (status === 401) { location.assign(`/login?next=${encodeURIComponent(location.pathname)}`); return; }
+    if (status === 401) { signIn(); return; }
     if (status === 202) { say('Queued: waiting for your turn…', 'pending'); follow(data.task_id); return; }
+    if (status >= 400) { pressed = false; tick(); }  // not on sale (yet): the button comes back with the sale
+    finish(data);
+  }
+
+  // A final "no": said, and a sold-out sale shows so on its button.
+  function finish(data) {
     say(data.msg, data.code === 101 ? 'lost' : 'error');
+    if (data.msg === 'sold out') { state = 'sold_out'; tick(); }
   }
 
   async function pay() {

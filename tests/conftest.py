@@ -88,6 +88,8 @@ class StatementLog(logging.Handler):
         self.guard = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name != 'peewee':  # not peewee.pool's news
+            return
         with self.guard:
             self.statements.append(record.msg[0] if isinstance(record.msg, tuple) else str(record.msg))
 

@@ -23,6 +23,7 @@ def test_binds_from_url_and_creates_tables_idempotently(tmp_path, database_url):
     models.init_db(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET))
     with database.connection_context():
         assert database.execute_sql('SELECT 1').fetchone()[0] == 1
+        database.drop_tables(list(reversed(models.MODELS)), safe=True)  # the server databases are shared
     models.create_tables()
     models.create_tables()
     assert models.is_empty()

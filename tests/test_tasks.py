@@ -113,3 +113,27 @@ def test_crontab_schedules_are_read_in_the_configured_time_zone():
     assert local.pending_count() == 0
     scheduler.enqueue_periodic_tasks(datetime.datetime(2026, 1, 1, 1, 0))  # 01:00 UTC: 09:00 there
     assert local.pending_count() == 1
+
+
+def test_a_queued_task_gone_from_the_queue_is_rescued_on_the_second_look(queue):
+    @queue.task()
+    def not_idempotent() -> None:
+        pass
+    kept, taken, plain = tasks.ping(1.0), tasks.ping(2.0), not_idempotent()
+    queue.writer.flush()
+    with database.connection_context():  # old enough for a consumer to have taken them
+        TaskRecord.update(created_at=engine.seconds_ago(60)).execute()
+        # A consumer took `taken` and `plain` and died before writing that they started.
+        messages = [queue.storage.dequeue() for _ in range(3)]
+        queue.storage.enqueue(messages[0])
+        suspects = engine.sweep_vanished(queue, set())
+        assert suspects == {taken.id, plain.id}
+        assert TaskRecord.get_by_id(taken.id).state == 'queued'  # not yet: it may be starting
+        assert engine.sweep_vanished(queue, suspects) == set()
+        queue.writer.flush()
+        assert TaskRecord.get_by_id(kept.id).state == 'queued'
+        rerun = TaskRecord.get_by_id(taken.id)
+        assert (rerun.state, rerun.requeued) == ('queued', True)  # idempotent: enqueued once more
+        lost = TaskRecord.get_by_id(plain.id)
+        assert (lost.state, lost.error) == ('lost', 'taken from the queue by a consumer that died')
+    assert queue.pending_count() == 2
