@@ -124,16 +124,26 @@ class SqliteBackend:
         conn.execute('COMMIT')
 
     def claim(self, counter: str, marker: str, ttl: float) -> str:
+        # Most presses of a storm are refused: say so from a read, which the write lock never
+        # blocks (WAL). Only a press that may win queues for the lock, and checks again there.
+        refusal = self.refusal(self.conn(), counter, marker)
+        if refusal:
+            return refusal
         with self.transaction() as conn:
-            if self.alive(conn, marker) is not None:
-                return 'held'
-            stock = self.alive(conn, counter)
-            if stock is None or int(stock) <= 0:
-                return 'unknown' if stock is None else 'empty'
-            conn.execute('UPDATE cache SET value = CAST(value AS INTEGER) - 1 WHERE key = ?', (counter,))
-            conn.execute('INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)',
-                         (marker, '1', expiry(ttl)))
-            return 'claimed'
+            return self.refusal(conn, counter, marker) or self.take(conn, counter, marker, ttl)
+
+    def refusal(self, conn: sqlite3.Connection, counter: str, marker: str) -> str | None:
+        if self.alive(conn, marker) is not None:
+            return 'held'
+        stock = self.alive(conn, counter)
+        if stock is None or int(stock) <= 0:
+            return 'unknown' if stock is None else 'empty'
+        return None
+
+    def take(self, conn: sqlite3.Connection, counter: str, marker: str, ttl: float) -> str:
+        conn.execute('UPDATE cache SET value = CAST(value AS INTEGER) - 1 WHERE key = ?', (counter,))
+        conn.execute('INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)', (marker, '1', expiry(ttl)))
+        return 'claimed'
 
     def release(self, counter: str, marker: str) -> bool:
         with self.transaction() as conn:
