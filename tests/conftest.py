@@ -294,6 +294,16 @@ def start_site(spawn, data_dir: Path, **env: str) -> str:
     return f'http://127.0.0.1:{port}'
 
 
+def wait_js(page, expression: str, timeout: float = 10) -> None:
+    """Wait until a JavaScript expression is true in the page. Not page.wait_for_function: it
+    evals in the page, which the pages' Content-Security-Policy (rightly) refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            pytest.fail(f'still false after {timeout} s: {expression}')
+        time.sleep(0.05)
+
+
 def shot(page, name: str) -> None:
     """A full-page screenshot in tests/artifacts/ (git-ignored), to look at."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

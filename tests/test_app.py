@@ -169,3 +169,13 @@ def test_home_page_and_static_assets(client):
     assert 'Sprig' in client.get('/').text
     assert client.get('/static/sprig.css').content_type == 'text/css'
     client.get('/static/../app.py', status=403)  # static_file refuses to leave static/
+
+
+def test_every_answer_carries_the_security_headers(client):
+    for reply in (client.get('/'), client.get('/api/v1/health'), client.get('/no/such/page', status=404),
+                  client.get('/static/sprig.css')):
+        csp = reply.headers['Content-Security-Policy']
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and 'unsafe-inline' not in csp
+        assert reply.headers['X-Content-Type-Options'] == 'nosniff'
+        assert reply.headers['Referrer-Policy'] == 'strict-origin-when-cross-origin'
+        assert 'Strict-Transport-Security' not in reply.headers  # base_url is http here

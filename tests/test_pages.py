@@ -4,7 +4,7 @@ import subprocess
 import urllib.request
 
 import pytest
-from conftest import process_env, python, shot, start_site
+from conftest import process_env, python, shot, start_site, wait_js
 
 from settings import PROJECT_DIR
 
@@ -44,12 +44,15 @@ def test_unknown_page_is_a_friendly_html_404(page, site):
 
 
 def test_home_carousel_advances_by_itself_by_arrows_and_by_dots(page, site):
+    refused = []
+    page.on('console', lambda message: refused.append(message.text) if 'Content Security Policy' in message.text
+            else None)
     page.goto(site + '/')  # `python app.py` seeded the demo banners
     slides = page.locator('.carousel .slide')
     assert slides.count() == 3
     assert page.locator('.slide.active h2').inner_text() == 'Python from zero to web'
     # Every image came from static/ through [app] base_url.
-    page.wait_for_function("[...document.querySelectorAll('.slide img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_js(page, "[...document.querySelectorAll('.slide img')].every(i => i.complete && i.naturalWidth > 0)")
     shot(page, 'banners-home')
     page.click('[data-next]')
     assert page.locator('.slide.active h2').inner_text() == 'Flash sale: Linux for developers'
@@ -59,8 +62,9 @@ def test_home_carousel_advances_by_itself_by_arrows_and_by_dots(page, site):
     page.click('[data-prev]')
     assert page.get_attribute('[data-carousel]', 'data-current') == '1'
     page.mouse.move(0, 0)  # away from the carousel, which pauses while pointed at
-    page.wait_for_function("document.querySelector('[data-carousel]').dataset.current === '2'", timeout=8000)
+    wait_js(page, "document.querySelector('[data-carousel]').dataset.current === '2'", timeout=8)
     assert page.locator('.slide.active a').get_attribute('href') == '/courses/light'
+    assert refused == []  # the page's scripts, styles and images all pass its CSP
     page.set_viewport_size({'width': 390, 'height': 800})
     assert page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')
     page.hover('.carousel')  # paused, and past its 0.6 s cross-fade before the picture

@@ -2,7 +2,7 @@
 import re
 
 import pytest
-from conftest import shot, start_site
+from conftest import shot, start_site, wait_js
 from playwright.sync_api import expect
 
 
@@ -20,8 +20,7 @@ def test_each_course_list_page(context, site, kind, heading, cards):
     expect(page.locator('.course-card')).to_have_count(cards)
     expect(page.locator('.kind-tabs a.active')).to_have_text(heading)
     # Every card shows its image, teacher, level, price or "Free", students and sections.
-    page.wait_for_function("[...document.querySelectorAll('.course-card img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    wait_js(page, "[...document.querySelectorAll('.course-card img')].every(i => i.complete && i.naturalWidth > 0)")
     first = page.locator('.course-card').first
     expect(first.locator('.teacher-line')).not_to_be_empty()
     expect(first.locator('.facts')).to_contain_text('students')
