@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
@@ -308,6 +309,18 @@ def seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def backup(args: argparse.Namespace) -> int:
+    target = Path(args.path).resolve()
+    if target.exists() and not args.force:
+        return fail(f'{target} exists; pass --force to replace it')
+    try:
+        size = models.backup(target)
+    except (ValueError, peewee.DatabaseError, OSError) as exc:
+        return fail(f'backup failed: {exc}')
+    print(f'backed up {masked(tasks.settings.database.url)} to {target} ({size // 1024} KB)')
+    return 0
+
+
 def create_admin(args: argparse.Namespace) -> int:
     tasks.configure(tasks.settings)
     models.create_tables()
@@ -362,6 +375,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     admin.add_argument('name', help='username (5-20 letters, digits or _)')
     admin.add_argument('--password-stdin', action='store_true', help='read the password from stdin')
     admin.add_argument('--mobile', help='mobile number, for SMS sign-in')
+    copy = commands.add_parser('backup', help='copy the SQLite database while the site runs')
+    copy.add_argument('path', help='file to write the copy to')
+    copy.add_argument('--force', action='store_true', help='replace the file if it exists')
     check_queue = commands.add_parser('ping', help='check that a consumer runs tasks')
     check_queue.add_argument('--timeout', type=float, default=10.0, help='seconds to wait (10)')
     if not argv or argv[0].startswith('-') and argv[0] not in ('-h', '--help'):
@@ -369,7 +385,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-COMMANDS = {'serve': serve, 'initdb': initdb, 'seed': seed, 'create-admin': create_admin, 'ping': ping}
+COMMANDS = {'serve': serve, 'initdb': initdb, 'seed': seed, 'create-admin': create_admin, 'ping': ping,
+            'backup': backup}
 
 
 def main(argv: list[str] | None = None) -> int:
