@@ -290,11 +290,13 @@ def prepare_database() -> None:
 
 
 def initdb(args: argparse.Namespace) -> int:
+    """Also `migrate`: both bring the database to the current schema."""
     try:
-        models.create_tables()
+        ran = models.create_tables()
     except peewee.DatabaseError as exc:
         return fail(f'database unavailable ({masked(tasks.settings.database.url)}): {exc}')
-    print(f'tables ready in {masked(tasks.settings.database.url)}')
+    print(f'tables ready in {masked(tasks.settings.database.url)}: schema version {len(models.MIGRATIONS)}, '
+          f'{ran} migration{"" if ran == 1 else "s"} run now')
     return 0
 
 
@@ -369,7 +371,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument('--threads', type=int, help='Waitress threads (default [app] threads)')
     run.add_argument('--no-consumer', action='store_true',
                      help='do not run tasks here; a huey_consumer process runs them')
-    commands.add_parser('initdb', help='create missing tables')
+    commands.add_parser('initdb', help='create missing tables and run pending migrations')
+    commands.add_parser('migrate', help='the same as initdb (serve does it too)')
     commands.add_parser('seed', help='add the demo data')
     admin = commands.add_parser('create-admin', help='create an admin, or make a user one')
     admin.add_argument('name', help='username (5-20 letters, digits or _)')
@@ -385,8 +388,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-COMMANDS = {'serve': serve, 'initdb': initdb, 'seed': seed, 'create-admin': create_admin, 'ping': ping,
-            'backup': backup}
+COMMANDS = {'serve': serve, 'initdb': initdb, 'migrate': initdb, 'seed': seed, 'create-admin': create_admin,
+            'ping': ping, 'backup': backup}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,6 +77,7 @@ class Auth:
     def login(self, user: User) -> dict:
         """A new token for user, set as the pages' cookie too; the body of a login answer."""
         token = secrets.token_urlsafe(32)
+        User.update(last_login=utcnow()).where(User.id == user.id).execute()
         # Expired tokens are deleted by the hourly prune_records task.
         Token.create(digest=keyed(self.secret, token), user=user,
                      expires=utcnow() + datetime.timedelta(seconds=self.ttl))

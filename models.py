@@ -23,6 +23,7 @@ from peewee import (
     TextField,
 )
 from playhouse.db_url import connect
+from playhouse.migrate import SchemaMigrator, migrate
 
 from settings import Settings, scheme, sqlite_file
 
@@ -56,6 +57,7 @@ class User(BaseModel):
     is_admin = BooleanField(default=False)
     is_active = BooleanField(default=True)
     created = DateTimeField(default=utcnow)
+    last_login = DateTimeField(null=True)  # since schema version 1
 
     @classmethod
     def has_mobile(cls, mobile: str) -> bool:
@@ -63,7 +65,7 @@ class User(BaseModel):
 
     def public(self) -> dict:
         return {'id': self.id, 'username': self.username, 'mobile': self.mobile, 'email': self.email,
-                'is_admin': self.is_admin, 'created': self.created}
+                'is_admin': self.is_admin, 'created': self.created, 'last_login': self.last_login}
 
 
 class Token(BaseModel):
@@ -211,6 +213,12 @@ class Order(BaseModel):
                 'cancelled_at': self.cancelled_at}
 
 
+class SchemaVersion(BaseModel):
+    """One row (id 1): how many of MIGRATIONS this database has had."""
+
+    version = IntegerField()
+
+
 class TaskRecord(BaseModel):
     """One task's life, from enqueue to its end (see engine.py): what the API and dashboard read."""
 
@@ -266,7 +274,7 @@ class Schedule(BaseModel):
 
 # Every table, in creation order (a table after those it refers to).
 MODELS: list[type[Model]] = [User, Token, Banner, CourseCategory, Teacher, Course, CourseChapter, CourseSection,
-                             SeckillItem, Order, TaskRecord, ConsumerBeat, Lease, Schedule]
+                             SeckillItem, Order, TaskRecord, ConsumerBeat, Lease, Schedule, SchemaVersion]
 # The tables people fill: a database with rows in none of them is a fresh install.
 CONTENT: list[type[Model]] = [User, Banner, CourseCategory, Teacher, Course]
 
@@ -300,12 +308,41 @@ def init_db(settings: Settings) -> None:
     database.initialize(db)
 
 
-def create_tables() -> None:
-    """Create every missing table and index (SQLite: in WAL mode); safe to run again."""
+def create_tables() -> int:
+    """Bring the database to the current schema, safely again and again and from several
+    processes at once: missing tables and indexes are created, then the migrations this
+    database has not had run in order. Returns how many ran (a fresh database needs none)."""
     with database.connection_context():
         if isinstance(database.obj, SqliteDatabase):
             use_wal()
+        fresh = not database.table_exists(User._meta.table_name)
         database.create_tables(MODELS, safe=True)
+        return upgrade(fresh)
+
+
+# Schema upgrades for tables that already exist (new tables need none: create_tables makes them).
+# Append only; a database's version is how many of these it has had.
+
+def add_last_login(migrator: SchemaMigrator) -> list:
+    return [migrator.add_column(User._meta.table_name, 'last_login', User.last_login)]
+
+
+MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login]
+
+
+def upgrade(fresh: bool) -> int:
+    """Run the missing migrations. Each claims its step by moving the version on in the same
+    transaction as its change, so two processes starting together run it once."""
+    SchemaVersion.insert(id=1, version=len(MIGRATIONS) if fresh else 0).on_conflict_ignore().execute()
+    migrator, ran = SchemaMigrator.from_database(database.obj), 0
+    while (version := SchemaVersion.get_by_id(1).version) < len(MIGRATIONS):
+        with database.atomic():
+            step = SchemaVersion.update(version=version + 1).where((SchemaVersion.id == 1)
+                                                                   & (SchemaVersion.version == version))
+            if step.execute():
+                migrate(*MIGRATIONS[version](migrator))
+                ran += 1
+    return ran
 
 
 def use_wal(timeout: float = 10) -> None:
