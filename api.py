@@ -6,6 +6,7 @@ app.render_error, as JSON under /api/ and as an HTML page elsewhere.
 import datetime
 import json
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
@@ -17,6 +18,19 @@ from cached import Entry
 
 SUCCESS, REFUSED = 100, 101
 M = TypeVar('M', bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Doc:
+    """What an /api/ route is, for the OpenAPI document (openapi.py); given as route config:
+    `app.get(path, doc=Doc(...))`. `statuses`: what it may answer besides 200, 400 (when it reads
+    input), 401/403 (from `auth`) and 503."""
+
+    summary: str
+    auth: str = 'public'  # public, user or admin
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    statuses: tuple[int, ...] = ()
 
 
 class ApiError(HTTPError):

@@ -37,7 +37,7 @@ import courses
 import demo
 import models
 import tasks
-from api import ApiError, ok, to_json
+from api import ApiError, Doc, ok, to_json
 from auth import Auth
 from banner_api import install_banner_api
 from cache import CacheError, cache
@@ -212,7 +212,7 @@ def install_health(app: Bottle) -> None:
         'cache': cache.ping,
     }
 
-    @app.get('/api/v1/health')
+    @app.get('/api/v1/health', doc=Doc('Database, queue and cache checked; 503 names what is down'))
     def health() -> dict:
         components = {name: check(probe) for name, probe in probes.items()}
         down = sorted(name for name, state in components.items() if state != 'ok')

@@ -6,7 +6,7 @@ from pydantic import StringConstraints, model_validator
 
 import banners
 import tasks
-from api import ApiError, Image, Input, Line, Link, Orders, cached_ok, ok, parse_body
+from api import ApiError, Doc, Image, Input, Line, Link, Orders, cached_ok, ok, parse_body
 from auth import Auth
 from models import Banner
 from settings import Settings
@@ -58,17 +58,17 @@ def install_banner_api(app: Bottle, settings: Settings, auth: Auth) -> None:
     """Mount GET /api/v1/home/banners and the /api/v1/admin/banners routes."""
     limit = settings.app.max_body_kb * 1024
 
-    @app.get('/api/v1/home/banners')
+    @app.get('/api/v1/home/banners', doc=Doc('The home page banners (cached; ETag)', statuses=(304,)))
     def home_banners():
         return cached_ok(banners.cached_banners(settings))
 
-    @app.get('/api/v1/admin/banners')
+    @app.get('/api/v1/admin/banners', doc=Doc('Every banner not deleted', auth='admin'))
     def list_banners() -> dict:
         auth.require_admin()
         rows = Banner.select().where(~Banner.is_delete).order_by(Banner.orders, Banner.id)
         return ok(result=[admin_view(banner) for banner in rows])
 
-    @app.post('/api/v1/admin/banners')
+    @app.post('/api/v1/admin/banners', doc=Doc('Add a banner', auth='admin', body=NewBanner, statuses=(201,)))
     def create_banner() -> dict:
         auth.require_admin()
         body = parse_body(NewBanner, limit)
@@ -76,7 +76,8 @@ def install_banner_api(app: Bottle, settings: Settings, auth: Auth) -> None:
             banner = Banner.create(**body.model_dump())
         return ok('created', status=201, result=admin_view(banner))
 
-    @app.patch('/api/v1/admin/banners/<banner_id:int>')
+    @app.patch('/api/v1/admin/banners/<banner_id:int>',
+               doc=Doc('Change a banner', auth='admin', body=BannerChange, statuses=(404,)))
     def change_banner(banner_id: int) -> dict:
         auth.require_admin()
         body = parse_body(BannerChange, limit)
@@ -87,7 +88,8 @@ def install_banner_api(app: Bottle, settings: Settings, auth: Auth) -> None:
             banner.save()
         return ok(result=admin_view(banner))
 
-    @app.delete('/api/v1/admin/banners/<banner_id:int>')
+    @app.delete('/api/v1/admin/banners/<banner_id:int>', doc=Doc('Hide a banner for good (soft delete)', auth='admin',
+                                                                 statuses=(404,)))
     def delete_banner(banner_id: int) -> dict:
         """A soft delete: the row stays, hidden from every list."""
         auth.require_admin()
@@ -97,7 +99,8 @@ def install_banner_api(app: Bottle, settings: Settings, auth: Auth) -> None:
             banner.save()
         return ok('deleted')
 
-    @app.post('/api/v1/admin/banners/rebuild')
+    @app.post('/api/v1/admin/banners/rebuild', doc=Doc('Queue a rebuild of the cached list', auth='admin',
+                                                       statuses=(202,)))
     def rebuild_banners() -> dict:
         auth.require_admin()
         return ok('queued', status=202, task_id=tasks.rebuild_banner_cache().id)

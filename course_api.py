@@ -1,6 +1,7 @@
 """The course routes of API.md (categories, the list, the detail; cached, with ETags), and the
 admin writes to the five catalogue tables, each of which drops the cached catalogue."""
 import datetime
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -8,12 +9,13 @@ from typing import Annotated, Literal
 from bottle import Bottle, request
 from peewee import IntegrityError, Model
 from playhouse.shortcuts import model_to_dict
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, create_model, model_validator
 
 import courses
 import tasks
 from api import (
     ApiError,
+    Doc,
     Input,
     Line,
     Link,
@@ -122,7 +124,13 @@ TABLES = {
     'chapters': Table(CourseChapter, ChapterIn, {'course': Course}),
     'sections': Table(CourseSection, SectionIn, {'chapter': CourseChapter}),
 }
-TABLE = 're:' + '|'.join(TABLES)
+
+
+def partial_model(schema: type[Input]) -> type[Input]:
+    """The schema with every field optional: what a PATCH body may hold (for the API document;
+    the change is validated whole, merged with the row)."""
+    fields = {name: (field.annotation | None, None) for name, field in schema.model_fields.items()}
+    return create_model(f'{schema.__name__}Change', __base__=Input, **fields)
 
 
 def live_row(table: Table, row_id: int) -> ContentModel:
@@ -157,31 +165,30 @@ def install_course_api(app: Bottle, settings: Settings, auth: Auth) -> None:
     """Mount the course routes and /api/v1/admin/<table> for the five catalogue tables."""
     limit = settings.app.max_body_kb * 1024
 
-    @app.get('/api/v1/courses/categories')
+    @app.get('/api/v1/courses/categories', doc=Doc('Course categories (cached; ETag)', statuses=(304,)))
     def categories():
         return cached_ok(courses.categories(settings))
 
-    @app.get('/api/v1/courses')
+    @app.get('/api/v1/courses', doc=Doc('One page of online courses (cached; ETag)', query=courses.CourseQuery,
+                                        statuses=(304,)))
     def course_list():
         return cached_ok(courses.course_page(parse_query(courses.CourseQuery), settings))
 
-    @app.get('/api/v1/courses/<course_id:int>')
+    @app.get('/api/v1/courses/<course_id:int>', doc=Doc('A course with its teacher, chapters and sections (cached; '
+                                                        'ETag)', statuses=(304, 404)))
     def course_detail(course_id: int):
         entry = courses.course_detail(course_id, settings)
         if entry.value is None:
             raise ApiError(404, f'no course {course_id}')
         return cached_ok(entry)
 
-    @app.get(f'/api/v1/admin/<name:{TABLE}>')
     def list_rows(name: str) -> dict:
-        """Every row not deleted, hidden ones too, 100 per page (?page=)."""
         auth.require_admin()
         model = TABLES[name].model
         page = validated(AdminPage, {'page': request.query.getunicode('page', '1')}).page
         rows = model.select().where(~model.is_delete).order_by(model.id).paginate(page, 100)
         return ok(result=[model_to_dict(row, recurse=False) for row in rows])
 
-    @app.post(f'/api/v1/admin/<name:{TABLE}>')
     def create_row(name: str) -> dict:
         auth.require_admin()
         table = TABLES[name]
@@ -191,7 +198,6 @@ def install_course_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         save(row, values)
         return ok('created', status=201, result=model_to_dict(row, recurse=False))
 
-    @app.patch(f'/api/v1/admin/<name:{TABLE}>/<row_id:int>')
     def change_row(name: str, row_id: int) -> dict:
         """The fields given change; the row is validated whole, as a creation would be."""
         auth.require_admin()
@@ -206,10 +212,20 @@ def install_course_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         save(row, values)
         return ok(result=model_to_dict(row, recurse=False))
 
-    @app.delete(f'/api/v1/admin/<name:{TABLE}>/<row_id:int>')
     def delete_row(name: str, row_id: int) -> dict:
         """A soft delete: hidden everywhere, the row (and what hangs from it) stays."""
         auth.require_admin()
         save(live_row(TABLES[name], row_id), {'is_delete': True})
         return ok('deleted')
 
+    for name, table in TABLES.items():
+        noun, rows, row = table.model.__name__, f'/api/v1/admin/{name}', f'/api/v1/admin/{name}/<row_id:int>'
+        app.get(rows, callback=functools.partial(list_rows, name),
+                doc=Doc(f'{noun} rows not deleted, hidden ones too, 100 a page', auth='admin', query=AdminPage))
+        app.post(rows, callback=functools.partial(create_row, name),
+                 doc=Doc(f'Add a {noun}', auth='admin', body=table.schema, statuses=(201, 409)))
+        app.patch(row, callback=functools.partial(change_row, name),
+                  doc=Doc(f'Change a {noun}: only the fields given', auth='admin', body=partial_model(table.schema),
+                          statuses=(404, 409)))
+        app.delete(row, callback=functools.partial(delete_row, name),
+                   doc=Doc(f'Hide a {noun} for good (soft delete)', auth='admin', statuses=(404,)))

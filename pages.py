@@ -14,6 +14,7 @@ import tasks
 from api import ApiError, parse_query
 from auth import Auth
 from models import utcnow
+from openapi import install_openapi
 from queue_api import RETRYABLE, REVOCABLE, STATES
 from settings import PROJECT_DIR, Settings
 
@@ -111,6 +112,8 @@ def install_pages(app: Bottle, env: Environment, settings: Settings, auth: Auth)
         return render('seckill.html', sale=seckill.with_stock(found, utcnow()),
                       poll_interval=settings.seckill.poll_interval,
                       payment_minutes=max(1, settings.seckill.payment_timeout // 60))
+
+    install_openapi(app, render, settings.app.base_url)
 
     @app.get('/static/<path:path>')
     def static(path: str):

@@ -7,7 +7,7 @@ from peewee import fn
 from pydantic import Field
 
 import tasks
-from api import ApiError, Input, ok, parse_query
+from api import ApiError, Doc, Input, ok, parse_query
 from auth import Auth
 from engine import TERMINAL, seconds_ago, stub
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, utcnow
@@ -130,7 +130,8 @@ def revoke(record: TaskRecord) -> None:
 def install_queue_api(app: Bottle, auth: Auth) -> None:
     """Mount /api/v1/tasks/<id> and the /api/v1/admin/ task and queue routes."""
 
-    @app.get('/api/v1/tasks/<task_id>')
+    @app.get('/api/v1/tasks/<task_id>', doc=Doc("A task's record (its user or an admin)", auth='user',
+                                                statuses=(404,)))
     def get_task(task_id: str) -> dict:
         user = auth.require_user()
         record = TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(tasks.huey, task_id)
@@ -139,27 +140,29 @@ def install_queue_api(app: Bottle, auth: Auth) -> None:
             raise ApiError(404, f'no task {task_id}')
         return ok(result=record.public())
 
-    @app.get('/api/v1/admin/tasks')
+    @app.get('/api/v1/admin/tasks', doc=Doc('Task records, newest first', auth='admin', query=TaskQuery))
     def list_tasks() -> dict:
         auth.require_admin()
         return ok(result=page_of(parse_query(TaskQuery)))
 
-    @app.get('/api/v1/admin/tasks/stats')
+    @app.get('/api/v1/admin/tasks/stats', doc=Doc('Per task name, the last hour', auth='admin'))
     def task_stats() -> dict:
         auth.require_admin()
         return ok(result=hour_stats())
 
-    @app.get('/api/v1/admin/queue')
+    @app.get('/api/v1/admin/queue', doc=Doc('Queue, schedules, consumers and the leader', auth='admin'))
     def queue() -> dict:
         auth.require_admin()
         return ok(result=queue_overview())
 
-    @app.post('/api/v1/admin/tasks/<task_id>/retry')
+    @app.post('/api/v1/admin/tasks/<task_id>/retry',
+              doc=Doc('Run a failed, lost or expired task again', auth='admin', statuses=(202, 404, 409)))
     def retry_task(task_id: str) -> dict:
         auth.require_admin()
         return ok('queued again', status=202, task_id=run_again(record_or_404(task_id)))
 
-    @app.post('/api/v1/admin/tasks/<task_id>/revoke')
+    @app.post('/api/v1/admin/tasks/<task_id>/revoke',
+              doc=Doc('Skip a queued, scheduled or retrying task', auth='admin', statuses=(404, 409)))
     def revoke_task(task_id: str) -> dict:
         auth.require_admin()
         revoke(record_or_404(task_id))

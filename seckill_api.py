@@ -10,7 +10,7 @@ import cached
 import courses
 import seckill
 import tasks
-from api import ApiError, Input, ok, parse_body, refuse, validated
+from api import ApiError, Doc, Input, ok, parse_body, refuse, validated
 from auth import Auth
 from cache import cache
 from engine import stub
@@ -87,19 +87,20 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
     """Mount /api/v1/seckill..., /api/v1/orders... and /api/v1/admin/seckill/items..."""
     limit = settings.app.max_body_kb * 1024
 
-    @app.get('/api/v1/seckill/items')
+    @app.get('/api/v1/seckill/items', doc=Doc('Flash sales with live stock and state'))
     def list_sales() -> dict:
         now = utcnow()
         return ok(result=[seckill.with_stock(sale, now) for sale in seckill.sales(settings)])
 
-    @app.get('/api/v1/seckill/items/<item_id:int>')
+    @app.get('/api/v1/seckill/items/<item_id:int>', doc=Doc('One flash sale', statuses=(404,)))
     def one_sale(item_id: int) -> dict:
         sale = seckill.sale(item_id, settings)
         if sale is None:
             raise ApiError(404, f'no sale {item_id}')
         return ok(result=seckill.with_stock(sale, utcnow()))
 
-    @app.post('/api/v1/seckill')
+    @app.post('/api/v1/seckill', doc=Doc('Press: 202 with a task id, or 101 sold out / already holding one',
+                                         auth='user', body=Press, statuses=(202, 404)))
     def press() -> dict:
         user = auth.require_user()
         body = parse_body(Press, limit)
@@ -123,7 +124,8 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
             raise
         return ok('queued', status=202, task_id=result.id)
 
-    @app.get('/api/v1/seckill/result')
+    @app.get('/api/v1/seckill/result', doc=Doc("A press's outcome: 100 won, 101 lost, 102 queued, 103 running, "
+                                               '104 error', auth='user', query=ResultQuery, statuses=(404,)))
     def result() -> dict:
         user = auth.require_user()
         task_id = validated(ResultQuery, {'task_id': request.query.getunicode('task_id')}).task_id
@@ -133,13 +135,13 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         answer = seckill.result_of(record, first(Order, ORDER_BY_TASK(), task_id))
         return {**answer, 'task_id': task_id}
 
-    @app.get('/api/v1/orders')
+    @app.get('/api/v1/orders', doc=Doc('The signed-in user\'s orders', auth='user'))
     def my_orders() -> dict:
         user = auth.require_user()
         orders = Order.select().where(Order.user == user).order_by(Order.created_at.desc(), Order.id.desc())
         return ok(result=[order.public() for order in orders])
 
-    @app.post('/api/v1/orders/<order_id:int>/pay')
+    @app.post('/api/v1/orders/<order_id:int>/pay', doc=Doc('Pay an order (simulated)', auth='user', statuses=(404,)))
     def pay(order_id: int) -> dict:
         user = auth.require_user()
         order = Order.get_or_none((Order.id == order_id) & (Order.user == user))
@@ -150,7 +152,7 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
             raise ApiError(400, refusal)
         return ok('paid', result=Order.get_by_id(order_id).public())
 
-    @app.post('/api/v1/admin/seckill/items')
+    @app.post('/api/v1/admin/seckill/items', doc=Doc('Open a flash sale', auth='admin', body=NewSale, statuses=(201,)))
     def create_sale() -> dict:
         auth.require_admin()
         body = parse_body(NewSale, limit)
@@ -161,7 +163,8 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         cached.drop(keys=[seckill.sale_key(item.id)])  # a probe may have cached "no such sale"
         return ok('created', status=201, result=seckill.with_stock(seckill.sale(item.id, settings), utcnow()))
 
-    @app.patch('/api/v1/admin/seckill/items/<item_id:int>')
+    @app.patch('/api/v1/admin/seckill/items/<item_id:int>',
+               doc=Doc('Change a flash sale', auth='admin', body=SaleChange, statuses=(404,)))
     def change_sale(item_id: int) -> dict:
         """Any of the creation's fields; a new stock_total moves stock_left and the shared counter
         by the difference."""

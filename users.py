@@ -7,7 +7,7 @@ from peewee import IntegrityError
 from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
 import tasks
-from api import ApiError, Input, client_address, ok, parse_body, parse_query, refuse, validated
+from api import ApiError, Doc, Input, client_address, ok, parse_body, parse_query, refuse, validated
 from auth import Auth, check_login, hash_password
 from cache import cache
 from models import Token, User, database
@@ -160,13 +160,18 @@ class UserApi:
         self.limit = settings.app.max_body_kb * 1024
 
     def install(self, app: Bottle) -> None:
-        app.get('/api/v1/user/mobile', callback=self.check_mobile)
-        app.post('/api/v1/user/sms', callback=self.send_code)
-        app.post('/api/v1/user/register', callback=self.register)
-        app.post('/api/v1/user/login', callback=self.login)
-        app.post('/api/v1/user/login/sms', callback=self.login_by_code)
-        app.get('/api/v1/user/me', callback=self.me)
-        app.post('/api/v1/user/logout', callback=self.logout)
+        app.get('/api/v1/user/mobile', callback=self.check_mobile,
+                doc=Doc('Is this mobile number registered? 100 yes, 101 no', query=MobileQuery, statuses=(429,)))
+        app.post('/api/v1/user/sms', callback=self.send_code,
+                 doc=Doc('Send a verification code by SMS (a task)', body=SendCode, statuses=(202, 409, 429)))
+        app.post('/api/v1/user/register', callback=self.register,
+                 doc=Doc('Register with an SMS code; signed in at once', body=Register, statuses=(201, 409, 429)))
+        app.post('/api/v1/user/login', callback=self.login,
+                 doc=Doc('Sign in with username, mobile or e-mail and password', body=Login, statuses=(401, 429)))
+        app.post('/api/v1/user/login/sms', callback=self.login_by_code,
+                 doc=Doc('Sign in with an SMS code', body=SmsLogin, statuses=(401, 429)))
+        app.get('/api/v1/user/me', callback=self.me, doc=Doc('The signed-in account', auth='user'))
+        app.post('/api/v1/user/logout', callback=self.logout, doc=Doc('Sign out (revokes the token; idempotent)'))
 
     def check_mobile(self) -> dict:
         query = parse_query(MobileQuery)
