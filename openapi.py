@@ -14,9 +14,10 @@ from api import Doc
 
 PARAMETER = re.compile(r'<(\w+)(?::(\w+)(?::([^>]*))?)?>')
 REASONS = {200: 'OK', 201: 'created', 202: 'accepted into the queue', 304: 'not modified (ETag)',
-           400: 'invalid input: every bad field is named in `errors`', 401: 'sign in first',
+           400: 'invalid input: every bad field is named in "errors"', 401: 'sign in first',
            403: 'not allowed', 404: 'not found', 409: 'conflict', 413: 'request body too large',
-           429: 'too many requests (`retry_after` seconds)', 503: 'a dependency is down (`component`)'}
+           429: 'too many requests ("retry_after" seconds)',
+           503: 'a dependency is down ("component" names it)'}
 ENVELOPE = {
     'type': 'object', 'required': ['code', 'msg'],
     'properties': {'code': {'type': 'integer', 'description': '100 ok; 101 a business "no"; '
@@ -38,7 +39,7 @@ def path_of(rule: str) -> tuple[str, list[dict]]:
     for name, kind, pattern in PARAMETER.findall(rule):
         schema: dict[str, Any] = {'type': 'string'}
         if kind == 'int':
-            schema = {'type': 'integer', 'minimum': 0}
+            schema = {'type': 'integer', 'minimum': 0, 'maximum': 10**15 - 1}
         elif kind == 're':
             schema = {'type': 'string', 'enum': pattern.split('|')}
         parameters.append({'name': name, 'in': 'path', 'required': True, 'schema': schema})

@@ -141,7 +141,8 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         orders = Order.select().where(Order.user == user).order_by(Order.created_at.desc(), Order.id.desc())
         return ok(result=[order.public() for order in orders])
 
-    @app.post('/api/v1/orders/<order_id:int>/pay', doc=Doc('Pay an order (simulated)', auth='user', statuses=(404,)))
+    @app.post('/api/v1/orders/<order_id:int>/pay', doc=Doc('Pay an order (simulated)', auth='user',
+                                                                    statuses=(400, 404)))
     def pay(order_id: int) -> dict:
         user = auth.require_user()
         order = Order.get_or_none((Order.id == order_id) & (Order.user == user))
