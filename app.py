@@ -1,13 +1,15 @@
 """Sprig's web app and command line.
 
     python app.py [serve] [--host H] [--port N] [--threads N] [--no-consumer]
-    python app.py initdb | seed | ping [--timeout S]
+    python app.py initdb | migrate | seed | ping [--timeout S]
     python app.py create-admin NAME [--password-stdin] [--mobile M]
+    python app.py backup PATH [--force]
     waitress-serve --host 127.0.0.1 --port 8080 --call app:make_app
 
 create_app(settings) builds the Bottle app. Importing this module starts no server and no
 consumer; it does read the settings and open the queue and cache files (via tasks). `serve`
-creates missing tables, adds the demo data to an empty database, then serves with Waitress and, unless
+creates missing tables and runs pending migrations, adds the demo data to an empty database,
+then serves with Waitress and, unless
 --no-consumer, a Huey consumer in the same process.
 """
 import argparse
@@ -18,6 +20,7 @@ import logging
 import re
 import secrets
 import signal
+import sqlite3
 import sys
 import time
 import traceback
@@ -36,6 +39,7 @@ import cached
 import courses
 import demo
 import models
+import seckill
 import tasks
 from api import ApiError, Doc, ok, to_json
 from auth import Auth
@@ -309,7 +313,7 @@ def seed(args: argparse.Namespace) -> int:
     except peewee.DatabaseError as exc:
         return fail(f'database unavailable ({masked(tasks.settings.database.url)}): {exc}')
     with contextlib.suppress(CacheError):  # a running server may have cached the lists without them
-        cached.drop(keys=[banners.KEY], namespaces=[courses.NAMESPACE])
+        cached.drop(keys=[banners.KEY, seckill.SALES_KEY], namespaces=[courses.NAMESPACE])
     print(f'demo data: {added} rows added')
     return 0
 
@@ -320,7 +324,7 @@ def backup(args: argparse.Namespace) -> int:
         return fail(f'{target} exists; pass --force to replace it')
     try:
         size = models.backup(target)
-    except (ValueError, peewee.DatabaseError, OSError) as exc:
+    except (ValueError, peewee.DatabaseError, sqlite3.Error, OSError) as exc:
         return fail(f'backup failed: {exc}')
     print(f'backed up {masked(tasks.settings.database.url)} to {target} ({size // 1024} KB)')
     return 0

@@ -145,6 +145,10 @@ class SqliteBackend:
         conn.execute('INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)', (marker, '1', expiry(ttl)))
         return 'claimed'
 
+    def adjust(self, key: str, delta: int) -> bool:
+        return self.write('UPDATE cache SET value = CAST(value AS INTEGER) + ? WHERE key = ? AND '
+                          '(expires IS NULL OR expires > ?)', (delta, key, time.time())).rowcount == 1
+
     def release(self, counter: str, marker: str) -> bool:
         with self.transaction() as conn:
             if conn.execute('DELETE FROM cache WHERE key = ?', (marker,)).rowcount == 0:
@@ -181,6 +185,7 @@ class RedisBackend:
         redis.call('decr', KEYS[1])
         redis.call('set', KEYS[2], '1', 'PX', ARGV[1])
         return 'claimed'"""
+    ADJUST = "if redis.call('exists', KEYS[1]) == 1 then redis.call('incrby', KEYS[1], ARGV[1]) return 1 end return 0"
     RELEASE = """
         if redis.call('del', KEYS[2]) == 0 then return 0 end
         if redis.call('exists', KEYS[1]) == 1 then redis.call('incr', KEYS[1]) end
@@ -193,6 +198,7 @@ class RedisBackend:
         self.delete_script = self.client.register_script(self.DELETE_IF)
         self.claim_script = self.client.register_script(self.CLAIM)
         self.release_script = self.client.register_script(self.RELEASE)
+        self.adjust_script = self.client.register_script(self.ADJUST)
 
     @staticmethod
     def px(ttl: float | None) -> int | None:
@@ -226,6 +232,9 @@ class RedisBackend:
 
     def release(self, counter: str, marker: str) -> bool:
         return bool(self.release_script(keys=[counter, marker]))
+
+    def adjust(self, key: str, delta: int) -> bool:
+        return bool(self.adjust_script(keys=[key], args=[delta]))
 
     def ping(self) -> None:
         self.client.ping()
@@ -301,6 +310,13 @@ class MemoryBackend:
             self.items[counter] = (str(int(stock) - 1), self.items[counter][1])
             self.store(marker, '1', ttl)
             return 'claimed'
+
+    def adjust(self, key: str, delta: int) -> bool:
+        with self.guard:
+            if self.live(key) is None:
+                return False
+            self.items[key] = (str(int(self.items[key][0]) + delta), self.items[key][1])
+            return True
 
     def release(self, counter: str, marker: str) -> bool:
         with self.guard:
@@ -420,6 +436,12 @@ class Cache:
         already set), 'empty' (the counter is 0) or 'unknown' (no counter: the caller sets it)."""
         with self.failures():
             return self.backend.claim(self.prefix + counter, self.prefix + marker, ttl)
+
+    def adjust(self, key: str, delta: int) -> bool:
+        """Add delta to an existing counter, keeping its TTL; False, and nothing done, when there is
+        none (unlike incr, which would start one without the TTL its owner gives it)."""
+        with self.failures():
+            return self.backend.adjust(self.prefix + key, delta)
 
     def release(self, counter: str, marker: str) -> bool:
         """Undo a claim: drop the marker and give the unit back; False if there was no marker."""

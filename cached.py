@@ -20,6 +20,8 @@ from typing import Any
 from cache import CacheError, LockTimeout, cache
 
 JITTER = 0.1  # share of the ttl added at random
+MISSING_TTL = 5  # seconds a computed None ("no such course") is kept: probes cost little, and
+#   a flood of made-up ids cannot fill the cache
 FILL_TTL = 10  # seconds a filler may hold a key's fill lock (a crashed filler frees it then)
 WAIT_FOR_FILL = 2.0  # seconds a reader waits for another's fill before computing itself
 
@@ -71,6 +73,7 @@ def fill(full: str, compute: Callable[[], Any], ttl: float) -> Entry:
 
 
 def store(full: str, entry: Entry, ttl: float) -> None:
+    ttl = ttl if entry.value is not None else min(ttl, MISSING_TTL)
     cache.set(f'data:{full}', {'value': entry.value, 'etag': entry.etag}, ttl=ttl * (1 + random.uniform(0, JITTER)))
 
 

@@ -12,6 +12,7 @@ from playhouse.shortcuts import model_to_dict
 from pydantic import AfterValidator, Field, StringConstraints, create_model, model_validator
 
 import courses
+import seckill
 import tasks
 from api import (
     ApiError,
@@ -151,11 +152,13 @@ def check_references(table: Table, values: dict) -> None:
 
 
 def save(row: ContentModel, values: dict) -> None:
-    """Write through tasks.writing(): committed, then the cached catalogue is dropped (twice)."""
+    """Write through tasks.writing(): committed, then the cached catalogue is dropped (twice),
+    and with a course, the cached descriptions of its flash sales (they show its name)."""
     for name, value in values.items():
         setattr(row, name, value)
+    sales = [seckill.sale_key(item.id) for item in row.sales] if isinstance(row, Course) and row.id else []
     try:
-        with tasks.writing(namespaces=(courses.NAMESPACE,)):
+        with tasks.writing(keys=(seckill.SALES_KEY, *sales) if sales else (), namespaces=(courses.NAMESPACE,)):
             row.save()
     except IntegrityError:
         raise ApiError(409, 'conflicts with an existing row', errors={'name': 'already taken'}) from None

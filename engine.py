@@ -50,6 +50,7 @@ class TaskInfo:
     params: tuple[str, ...]
     secret: frozenset[str]
     idempotent: bool
+    gone: Callable | None = None  # called with the task's arguments when it will never run
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class SprigHuey(Huey):
         self.timezone = zoneinfo.ZoneInfo('UTC')  # crontab schedules are read in it
         self.writer = RecordWriter(self)
         self.signal()(self.record_signal)
+        self.signal(signals.SIGNAL_REVOKED, signals.SIGNAL_CANCELED, signals.SIGNAL_EXPIRED)(self.on_dropped)
         self.post_execute()(self.record_result)
 
     def record_result(self, task: Task, value, exc: BaseException | None) -> None:
@@ -108,17 +110,24 @@ class SprigHuey(Huey):
         super().notify_interrupted_tasks()
         self.writer.flush()  # the process is about to exit: commit what the signals said
 
-    def task(self, *, idempotent: bool = False, secret: tuple[str, ...] = (), **options) -> Callable:
-        """huey.task, plus: `idempotent` (safe to run twice, so re-run when its consumer dies)
-        and `secret` (argument names masked wherever the arguments are shown)."""
+    def task(self, *, idempotent: bool = False, secret: tuple[str, ...] = (), gone: Callable | None = None,
+             **options) -> Callable:
+        """huey.task, plus: `idempotent` (safe to run twice, so re-run when its consumer dies),
+        `secret` (argument names masked wherever the arguments are shown) and `gone` (called
+        with the task's arguments when it ends without running: revoked, expired or lost; to
+        undo what enqueueing it reserved)."""
         register = super().task(**options)
 
         def decorate(func: Callable) -> TaskWrapper:
             wrapper = register(func)
             params = tuple(inspect.signature(func).parameters)
-            self.infos[task_name(wrapper)] = TaskInfo(wrapper, params, frozenset(secret), idempotent)
+            self.infos[task_name(wrapper)] = TaskInfo(wrapper, params, frozenset(secret), idempotent, gone)
             return wrapper
         return decorate
+
+    def on_dropped(self, signal: str, task: Task, *args) -> None:
+        """Signal receiver (revoked, canceled, expired): the task will not run."""
+        call_gone(self, task.name, task.args, task.kwargs)
 
     def every(self, seconds: int, **options) -> Callable:
         """An interval task: run every `seconds` (>= 1) by the leader consumer."""
@@ -162,6 +171,15 @@ class SprigHuey(Huey):
                 task.retry_delay = min(task.retry_delay * task.retry_backoff, self.max_retry_delay)
         task.seen = True
         return super()._requeue_task(task, timestamp, retry_eta)
+
+
+def call_gone(huey: SprigHuey, name: str, args, kwargs) -> None:
+    info = huey.infos.get(name)
+    if info and info.gone:
+        try:
+            info.gone(*args, **kwargs)
+        except Exception:
+            log.exception('could not undo %s(%s, %s)', name, args, kwargs)
 
 
 def task_name(wrapper: TaskWrapper) -> str:
@@ -566,6 +584,8 @@ def rescue(huey: SprigHuey, record: TaskRecord, state: str, reason: str) -> None
         huey.enqueue(again)
         log.warning('re-enqueued %s %s: %s', record.name, record.id, reason)
     else:
-        TaskRecord.update(state='lost', finished_at=utcnow(), error=reason
-                          ).where((TaskRecord.id == record.id) & (TaskRecord.state == state)).execute()
+        marked = TaskRecord.update(state='lost', finished_at=utcnow(), error=reason
+                                   ).where((TaskRecord.id == record.id) & (TaskRecord.state == state)).execute()
         log.warning('%s %s lost: %s', record.name, record.id, reason)
+        if marked and record.payload:
+            call_gone(huey, record.name, *json.loads(record.payload))

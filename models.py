@@ -1,4 +1,5 @@
-"""Tables: the database handle, bound once from [database] url, the base model, tables and demo data."""
+"""Tables: the database handle, bound once from [database] url (pooled), the base model, the tables,
+their creation and migrations, and the SQLite backup."""
 import datetime
 import sqlite3
 import time
@@ -178,13 +179,6 @@ class SeckillItem(BaseModel):
     ends_at = DateTimeField()
     created = DateTimeField(default=utcnow)
 
-    def state(self, now: datetime.datetime) -> str:
-        if now < self.starts_at:
-            return 'upcoming'
-        if now >= self.ends_at:
-            return 'ended'
-        return 'sold_out' if self.stock_left <= 0 else 'active'
-
 
 class Order(BaseModel):
     """A unit won in a flash sale. `live` is 1 until the order is cancelled, then NULL: the unique
@@ -304,7 +298,7 @@ def init_db(settings: Settings) -> None:
         db = connect(pooled(url), **POOL)
     if database.obj is not None:
         database.close()
-        database.obj.close_all()
+        database.obj.close_idle()  # not close_all(): that closes connections other threads are using
     database.initialize(db)
 
 
@@ -321,10 +315,18 @@ def create_tables() -> int:
 
 
 # Schema upgrades for tables that already exist (new tables need none: create_tables makes them).
-# Append only; a database's version is how many of these it has had.
+# Append only; a database's version is how many of these it has had. Each does nothing when its
+# change is there already: a process that judged a new database old while another was creating
+# it (and so stamped it version 0) then runs them harmlessly.
+
+def add_column(migrator: SchemaMigrator, model: type[Model], name: str) -> list:
+    table = model._meta.table_name
+    present = {column.name for column in database.get_columns(table)}
+    return [] if name in present else [migrator.add_column(table, name, model._meta.fields[name])]
+
 
 def add_last_login(migrator: SchemaMigrator) -> list:
-    return [migrator.add_column(User._meta.table_name, 'last_login', User.last_login)]
+    return add_column(migrator, User, 'last_login')
 
 
 MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login]
@@ -384,13 +386,15 @@ def backup(target: Path) -> int:
     if not isinstance(database.obj, SqliteDatabase):
         raise ValueError('backup copies SQLite databases; use pg_dump or mysqldump for a server database')
     partial = target.with_name(target.name + '.part')
-    with database.connection_context(), closing(sqlite3.connect(partial)) as copy:
-        database.connection().backup(copy)
-        verdict = copy.execute('PRAGMA quick_check').fetchone()[0]
-    if verdict != 'ok':
-        partial.unlink()
-        raise ValueError(f'the copy failed its check: {verdict}')
-    partial.replace(target)
+    try:
+        with database.connection_context(), closing(sqlite3.connect(partial)) as copy:
+            database.connection().backup(copy)
+            verdict = copy.execute('PRAGMA quick_check').fetchone()[0]
+        if verdict != 'ok':
+            raise ValueError(f'the copy failed its check: {verdict}')
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target.stat().st_size
 
 

@@ -85,8 +85,10 @@ def install_pages(app: Bottle, env: Environment, settings: Settings, auth: Auth)
 
         def link(**changes) -> str:
             """This list's address with some parameters changed (defaults left out)."""
-            params = {'category': query.category, 'ordering': query.ordering, 'page': query.page} | changes
-            kept = {k: v for k, v in params.items() if v and (k, v) not in (('ordering', 'orders'), ('page', 1))}
+            params = {'category': query.category, 'ordering': query.ordering, 'page': query.page,
+                      'size': query.size} | changes
+            defaults = (('ordering', 'orders'), ('page', 1), ('size', PAGE_SIZE))
+            kept = {k: v for k, v in params.items() if v and (k, v) not in defaults}
             return f'/courses/{kind}' + (f'?{urlencode(kept)}' if kept else '')
         return render('courses.html', kind=kind, heading=KINDS[kind], kinds=KINDS, query=query, page=page,
                       pages=max(1, math.ceil(page['count'] / query.size)), orderings=ORDERINGS, link=link,

@@ -67,14 +67,16 @@ def sales(settings: Settings) -> list[dict]:
     def compute() -> list[dict]:
         recent = utcnow() - datetime.timedelta(days=1)
         rows = (SeckillItem.select(SeckillItem, Course).join(Course)
-                .where(SeckillItem.ends_at > recent).order_by(SeckillItem.starts_at, SeckillItem.id))
+                .where((SeckillItem.ends_at > recent) & ~Course.is_delete)
+                .order_by(SeckillItem.starts_at, SeckillItem.id))
         return [sale_view(item) for item in rows]
     return cached.read(SALES_KEY, compute, settings.cache.ttl).value
 
 
 def sale(item_id: int, settings: Settings) -> dict | None:
     def compute() -> dict | None:
-        item = SeckillItem.select(SeckillItem, Course).join(Course).where(SeckillItem.id == item_id).first()
+        item = (SeckillItem.select(SeckillItem, Course).join(Course)
+                .where((SeckillItem.id == item_id) & ~Course.is_delete).first())
         return None if item is None else sale_view(item)
     # A plain key, not a namespace: a press reads it, and a namespace costs one more round trip.
     return cached.read(sale_key(item_id), compute, settings.cache.ttl).value
@@ -123,20 +125,20 @@ def place_order(user_id: int, item_id: int, task_id: str, payment_timeout: int) 
             item = SeckillItem.get_by_id(item_id)
             taken = (SeckillItem.update(stock_left=SeckillItem.stock_left - 1)
                      .where((SeckillItem.id == item_id) & (SeckillItem.stock_left > 0)).execute())
-            if not taken:
-                # The counter was ahead of the database (the cache restarted): stop the stream.
-                cache.delete(marker_key(item_id, user_id))
-                cache.set(counter_key(item_id), 0, ttl=KEEP_AFTER_SALE)
-                return {'outcome': 'sold_out'}
-            order = Order.create(user=user_id, item=item_id, task_id=task_id, price=item.price,
-                                 expires_at=utcnow() + datetime.timedelta(seconds=payment_timeout))
+            order = taken and Order.create(user=user_id, item=item_id, task_id=task_id, price=item.price,
+                                           expires_at=utcnow() + datetime.timedelta(seconds=payment_timeout))
     except IntegrityError:
         again = Order.get_or_none(Order.task_id == task_id)
         if again is not None:  # a twin run of this task won the race
             return {'outcome': 'won', 'order_id': again.id}
-        # The user already holds a live order for this sale: the unit goes back, the marker stays.
-        cache.incr(counter_key(item_id))
+        # The user already holds a live order for this sale: the seat goes back, the marker stays.
+        cache.adjust(counter_key(item_id), 1)
         return {'outcome': 'already_bought'}
+    if not order:
+        # The counter was ahead of the database (the cache restarted): this claim took a seat
+        # that was not there, so the counter now counts one less phantom; the marker goes.
+        cache.delete(marker_key(item_id, user_id))
+        return {'outcome': 'sold_out'}
     return {'outcome': 'won', 'order_id': order.id}
 
 

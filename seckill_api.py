@@ -47,10 +47,6 @@ class ResultQuery(Input):
     task_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-def cache_has_counter(item_id: int) -> bool:
-    return cache.get(seckill.counter_key(item_id)) is not None
-
-
 class SaleChange(Input):
     """Only the fields given change; the sale is then validated whole (NewSale)."""
 
@@ -180,15 +176,17 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         sale = validated(NewSale, stored | given)
         check_course(sale.course_id)
         change = sale.stock_total - item.stock_total
+        # The difference is taken from the row as it is when updated, not as it was read.
+        left = SeckillItem.stock_left + sale.stock_total - SeckillItem.stock_total
         with writing_sale(item_id):
             updated = (SeckillItem.update(course=sale.course_id, price=sale.price, stock_total=sale.stock_total,
                                           starts_at=naive_utc(sale.starts_at), ends_at=naive_utc(sale.ends_at),
-                                          stock_left=SeckillItem.stock_left + change)
-                       .where((SeckillItem.id == item_id) & (SeckillItem.stock_left + change >= 0)).execute())
+                                          stock_left=left)
+                       .where((SeckillItem.id == item_id) & (left >= 0)).execute())
         if not updated:
             raise ApiError(400, 'stock_total is below the units already sold',
                            errors={'stock_total': f'at least {item.stock_total - item.stock_left} were sold'})
-        if change and cache_has_counter(item_id):
-            cache.incr(seckill.counter_key(item_id), change)
+        if change:
+            cache.adjust(seckill.counter_key(item_id), change)  # none yet: the next press counts
         return ok(result=seckill.with_stock(seckill.sale(item_id, settings), utcnow()))
 

@@ -170,7 +170,12 @@ def writing(keys: tuple[str, ...] = (), namespaces: tuple[str, ...] = ()) -> Ite
         log.warning('could not schedule the second cache delete of %s %s: %s', keys, namespaces, exc)
 
 
-@huey.task(context=True, idempotent=True, retries=2, retry_delay=0.5)
+def give_back_seat(user_id: int, item_id: int, **_) -> None:
+    """A press whose task will never run (revoked, expired, lost): its claimed seat goes back."""
+    seckill.release(item_id, user_id)
+
+
+@huey.task(context=True, idempotent=True, retries=2, retry_delay=0.5, gone=give_back_seat)
 def create_order(user_id: int, item_id: int, task=None) -> dict:
     """A flash-sale press that claimed a unit: create the order (once per task, so a re-run is
     harmless), and schedule its cancellation if it is still unpaid [seckill] payment_timeout

@@ -137,7 +137,15 @@
 
   async function pay() {
     payButton.disabled = true;
-    const {data} = await call('POST', `/api/v1/orders/${payButton.dataset.order}/pay`);
+    let answer;
+    try {
+      answer = await patient('POST', `/api/v1/orders/${payButton.dataset.order}/pay`);
+    } catch (e) {
+      say('Could not reach the shop to pay. Please try again.', 'error');
+      payButton.disabled = false;
+      return;
+    }
+    const {data} = answer;
     if (data.code === 100) { say(`Paid: order #${payButton.dataset.order} is yours.`, 'won'); payButton.hidden = true; }
     else { say(data.msg, 'error'); payButton.disabled = false; }
   }

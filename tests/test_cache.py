@@ -199,3 +199,9 @@ def test_claims_take_each_unit_once_and_a_claimant_once(cache):
     assert cache.release('stock', f'buyer:{winner}') is True and cache.get('stock') == 1
     assert cache.release('stock', f'buyer:{winner}') is False and cache.get('stock') == 1  # only once
     assert cache.claim('stock', 'late', 60) == 'claimed' and cache.claim('stock', 'later', 60) == 'empty'
+
+
+def test_adjust_changes_only_a_counter_that_exists(cache):
+    assert cache.adjust('seats', 3) is False and cache.get('seats') is None  # never creates one
+    cache.set('seats', 5, ttl=60)
+    assert cache.adjust('seats', -2) is True and cache.get('seats') == 3

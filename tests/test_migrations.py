@@ -55,3 +55,15 @@ def test_serve_upgrades_before_it_serves(tmp_path, spawn):
     site = start_site(spawn, tmp_path)  # `python app.py`
     assert 'last_login' in columns(tmp_path / 'sprig.db', 'user')
     assert site.startswith('http://127.0.0.1:')
+
+
+def test_a_database_misjudged_as_old_still_upgrades(tmp_path):
+    """Two processes starting on a new database: one may see the other's tables and stamp
+    version 0; the migrations then find their changes made and do nothing."""
+    models.init_db(make_settings(tmp_path))
+    models.create_tables()
+    with database.connection_context():
+        SchemaVersion.update(version=0).execute()
+    assert models.create_tables() == 1
+    with database.connection_context():
+        assert SchemaVersion.get_by_id(1).version == len(models.MIGRATIONS)

@@ -252,3 +252,16 @@ def test_unpaid_orders_are_cancelled_after_the_timeout_and_sold_again(tmp_path, 
         wait_until(lambda: result(shop, three, task_id)['code'] == 100, 10, 'not sold again', consumer.stderr)
     finally:
         tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
+
+
+def test_a_press_whose_task_is_revoked_gives_its_seat_back(shop, people):
+    admin, one = people['admin'], people['user_one']
+    item = new_sale(shop, admin, 1)
+    task_id = press(shop, one, item)['task_id']
+    tasks.huey.writer.flush()
+    shop.post(f'/api/v1/admin/tasks/{task_id}/revoke', headers=admin)
+    assert cache.get(seckill.counter_key(item)) == 0  # still claimed until a consumer drops the task
+    drain()  # the consumer meets the revoked task: it will never run
+    assert result(shop, one, task_id)['code'] == 104
+    assert cache.get(seckill.counter_key(item)) == 1
+    assert press(shop, one, item, status=202)['task_id']  # not "you already hold one"
