@@ -309,6 +309,7 @@ def initdb(args: argparse.Namespace) -> int:
 
 def seed(args: argparse.Namespace) -> int:
     try:
+        models.create_tables()
         added = demo.seed()
     except peewee.DatabaseError as exc:
         return fail(f'database unavailable ({masked(tasks.settings.database.url)}): {exc}')

@@ -15,7 +15,6 @@ from models import (
     CourseSection,
     SeckillItem,
     Teacher,
-    create_tables,
     database,
     utcnow,
 )
@@ -72,7 +71,6 @@ def cover(index: int) -> str:
 
 def seed() -> int:
     """Insert the demo data where its table is still empty; return how many rows it added."""
-    create_tables()
     added = 0
     with database.atomic():
         if not Banner.select().exists():

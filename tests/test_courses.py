@@ -22,6 +22,7 @@ BASE = 'https://shop.example'
 @pytest.fixture
 def shop(tmp_path) -> webtest.TestApp:
     application = sprig_app.create_app(make_settings(tmp_path, SPRIG_APP_BASE_URL=BASE, SPRIG_QUEUE_IMMEDIATE='true'))
+    models.create_tables()
     with database.connection_context():
         demo.seed()
         save_admin('admin_1', 'admin password 1')

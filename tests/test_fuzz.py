@@ -14,6 +14,7 @@ from hypothesis_jsonschema import from_schema
 
 import app as sprig_app
 import demo
+import models
 import tasks
 from models import database
 from users import save_admin
@@ -30,6 +31,7 @@ def site(tmp_path_factory):
     data = tmp_path_factory.mktemp('fuzz')
     client = webtest.TestApp(sprig_app.create_app(make_settings(data, SPRIG_QUEUE_IMMEDIATE='true',
                                                                 SPRIG_AUTH_LOGINS_PER_MINUTE='0')))
+    models.create_tables()
     with database.connection_context():
         demo.seed()
         save_admin('admin_1', 'admin password 1')

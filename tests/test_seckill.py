@@ -11,6 +11,7 @@ from conftest import bearer, huey_consumer, make_settings, process_env, wait_unt
 
 import app as sprig_app
 import demo
+import models
 import seckill
 import tasks
 from auth import hash_password
@@ -27,6 +28,7 @@ def make_shop(tmp_path, **env) -> webtest.TestApp:
     100 seats, on now), an admin and three users."""
     application = sprig_app.create_app(make_settings(tmp_path, SPRIG_APP_BASE_URL=BASE,
                                                      SPRIG_AUTH_LOGINS_PER_MINUTE='0', **env))
+    models.create_tables()
     with database.connection_context():
         demo.seed()
         save_admin('admin_1', 'admin password 1')
