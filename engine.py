@@ -494,7 +494,8 @@ class Coordinator(threading.Thread):
             if clock >= self.next_sweep:
                 self.next_sweep = clock + BEAT_EVERY
                 sweep_lost(self.huey)
-                self.suspects = sweep_vanished(self.huey, self.suspects)
+                if self.suspects or died_lately(self.huey):  # only a dead consumer makes tasks vanish
+                    self.suspects = sweep_vanished(self.huey, self.suspects)
 
     def beat(self) -> None:
         now = utcnow()
@@ -552,6 +553,12 @@ def sweep_lost(huey: SprigHuey) -> None:
     stuck = TaskRecord.select().where((TaskRecord.state == 'started') & (TaskRecord.consumer.not_in(alive)))
     for record in stuck:
         rescue(huey, record, 'started', f'consumer {record.consumer} died')
+
+
+def died_lately(huey: SprigHuey) -> bool:
+    """Whether a consumer stopped beating without saying goodbye within the last hour."""
+    return ConsumerBeat.select().where((ConsumerBeat.beat_at < seconds_ago(huey.heartbeat_timeout))
+                                       & (ConsumerBeat.beat_at > seconds_ago(3600))).exists()
 
 
 def sweep_vanished(huey: SprigHuey, suspects: set[str]) -> set[str]:
