@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from bottle import HTTPError, request, response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from cached import Entry
 
@@ -45,6 +45,16 @@ class Input(BaseModel):
     """Base of every request body and query model: unknown fields are errors, not ignored."""
 
     model_config = ConfigDict(extra='forbid')
+
+
+class Change(Input):
+    """Base of a PATCH body: only the fields given change, and at least one must be given."""
+
+    @model_validator(mode='after')
+    def not_empty(self) -> 'Change':
+        if not self.model_fields_set:
+            raise ValueError('give at least one field to change')
+        return self
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:

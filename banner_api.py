@@ -2,11 +2,11 @@
 from typing import Annotated
 
 from bottle import Bottle
-from pydantic import StringConstraints, model_validator
+from pydantic import StringConstraints
 
 import banners
 import tasks
-from api import ApiError, Doc, Image, Input, Line, Link, Orders, cached_ok, ok, parse_body
+from api import ApiError, Change, Doc, Image, Input, Line, Link, Orders, cached_ok, ok, parse_body
 from auth import Auth
 from models import Banner
 from settings import Settings
@@ -23,7 +23,7 @@ class NewBanner(Input):
     is_show: bool = True
 
 
-class BannerChange(Input):
+class BannerChange(Change):
     """Only the fields given change. Omitted fields stay None here; an explicit null is refused
     like any value of the wrong type (no default is validated, every given value is)."""
 
@@ -33,12 +33,6 @@ class BannerChange(Input):
     info: Line = None
     orders: Orders = None
     is_show: bool = None
-
-    @model_validator(mode='after')
-    def not_empty(self) -> 'BannerChange':
-        if not self.model_fields_set:
-            raise ValueError('give at least one field to change')
-        return self
 
 
 def admin_view(banner: Banner) -> dict:

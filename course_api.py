@@ -16,6 +16,7 @@ import seckill
 import tasks
 from api import (
     ApiError,
+    Change,
     Doc,
     Input,
     Line,
@@ -23,7 +24,6 @@ from api import (
     OptionalImage,
     Orders,
     cached_ok,
-    json_body,
     ok,
     parse_body,
     parse_query,
@@ -117,6 +117,11 @@ class Table:
     schema: type[Input]
     references: dict[str, type[Model]]  # field -> the table its id must name
 
+    @functools.cached_property
+    def change(self) -> type[Input]:
+        """What a PATCH body may hold: the schema's fields, each optional."""
+        return partial_model(self.schema)
+
 
 TABLES = {
     'categories': Table(CourseCategory, CategoryIn, {}),
@@ -128,10 +133,10 @@ TABLES = {
 
 
 def partial_model(schema: type[Input]) -> type[Input]:
-    """The schema with every field optional: what a PATCH body may hold (for the API document;
-    the change is validated whole, merged with the row)."""
+    """The schema with every field optional, and at least one given. A PATCH body is checked with
+    it, then validated whole with the schema, merged with the row (so null is refused there)."""
     fields = {name: (field.annotation | None, None) for name, field in schema.model_fields.items()}
-    return create_model(f'{schema.__name__}Change', __base__=Input, **fields)
+    return create_model(f'{schema.__name__}Change', __base__=Change, **fields)
 
 
 def live_row(table: Table, row_id: int) -> ContentModel:
@@ -206,9 +211,7 @@ def install_course_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         auth.require_admin()
         table = TABLES[name]
         row = live_row(table, row_id)
-        body = json_body(limit)
-        if not body:
-            raise ApiError(400, 'give at least one field to change', errors={'body': 'empty'})
+        body = parse_body(table.change, limit).model_dump(exclude_unset=True)
         stored = {field: row.__data__.get(field) for field in table.schema.model_fields}
         values = validated(table.schema, stored | body).model_dump()
         check_references(table, values)
@@ -228,7 +231,7 @@ def install_course_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         app.post(rows, callback=functools.partial(create_row, name),
                  doc=Doc(f'Add a {noun}', auth='admin', body=table.schema, statuses=(201, 409)))
         app.patch(row, callback=functools.partial(change_row, name),
-                  doc=Doc(f'Change a {noun}: only the fields given', auth='admin', body=partial_model(table.schema),
+                  doc=Doc(f'Change a {noun}: only the fields given', auth='admin', body=table.change,
                           statuses=(404, 409)))
         app.delete(row, callback=functools.partial(delete_row, name),
                    doc=Doc(f'Hide a {noun} for good (soft delete)', auth='admin', statuses=(404,)))

@@ -10,7 +10,7 @@ import cached
 import courses
 import seckill
 import tasks
-from api import ApiError, Doc, Input, ok, parse_body, refuse, validated
+from api import ApiError, Change, Doc, Input, ok, parse_body, refuse, validated
 from auth import Auth
 from cache import cache
 from engine import stub
@@ -47,7 +47,7 @@ class ResultQuery(Input):
     task_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class SaleChange(Input):
+class SaleChange(Change):
     """Only the fields given change; the sale is then validated whole (NewSale)."""
 
     course_id: Id = None
@@ -55,12 +55,6 @@ class SaleChange(Input):
     stock_total: Stock = None
     starts_at: AwareDatetime = None
     ends_at: AwareDatetime = None
-
-    @model_validator(mode='after')
-    def not_empty(self) -> 'SaleChange':
-        if not self.model_fields_set:
-            raise ValueError('give at least one field to change')
-        return self
 
 
 def naive_utc(moment: datetime.datetime) -> datetime.datetime:

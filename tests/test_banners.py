@@ -8,7 +8,16 @@ import urllib.request
 
 import pytest
 import webtest
-from conftest import bearer, counting_queries, free_port, huey_consumer, make_settings, process_env, wait_until
+from conftest import (
+    bearer,
+    counting_queries,
+    free_port,
+    huey_consumer,
+    make_settings,
+    process_env,
+    together,
+    wait_until,
+)
 from waitress.server import create_server
 
 import app as sprig_app
@@ -151,19 +160,13 @@ def test_fifty_concurrent_cold_requests_run_one_query(shop):
     server = create_server(shop.app, host='127.0.0.1', port=0, threads=50)
     threading.Thread(target=server.run, daemon=True).start()
     url = f'http://127.0.0.1:{server.effective_port}/api/v1/home/banners'
-    start, answers = threading.Barrier(50), []
 
-    def fetch():
-        start.wait()
+    def fetch() -> tuple:
         with urllib.request.urlopen(url, timeout=30) as reply:
-            answers.append((reply.status, reply.headers['X-Cache'], reply.read()))
+            return reply.status, reply.headers['X-Cache'], reply.read()
     try:
         with counting_queries() as statements:
-            threads = [threading.Thread(target=fetch) for _ in range(50)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            answers = together([fetch] * 50)
     finally:
         server.close()
     assert len(answers) == 50 and {status for status, _, _ in answers} == {200}

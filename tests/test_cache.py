@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from conftest import python
+from conftest import python, together
 
 import cache as cache_module
 from cache import Cache, CacheError, LockTimeout, open_backend
@@ -38,22 +38,6 @@ def cache(backend_url, prefix):
     c.backend.close()
 
 
-def run_threads(count: int, target) -> list:
-    results = [None] * count
-    barrier = threading.Barrier(count)
-
-    def run(i):
-        barrier.wait()
-        results[i] = target()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_values_round_trip_as_json(cache):
     value = {'title': 'Café ☕', 'ids': [1, 2, 3], 'ok': True, 'none': None}
     cache.set('k', value)
@@ -83,7 +67,7 @@ def test_add_only_when_absent_or_expired(cache):
 
 
 def test_add_under_20_threads_has_one_winner(cache):
-    wins = run_threads(20, lambda: cache.add('race', threading.get_ident(), ttl=30))
+    wins = together([lambda: cache.add('race', threading.get_ident(), ttl=30)] * 20)
     assert wins.count(True) == 1
 
 
@@ -92,7 +76,7 @@ def test_incr_and_decr_under_20_threads_lose_no_update(cache):
         for _ in range(25):
             cache.incr('counter', 3)
             cache.decr('counter')
-    run_threads(20, work)
+    together([work] * 20)
     assert cache.get('counter') == 20 * 25 * 2
 
 
@@ -112,7 +96,7 @@ def test_lock_excludes_and_times_out(cache):
             time.sleep(0.01)
             cache.set('shared', current + 1)
             seen.append(current)
-    run_threads(8, critical)
+    together([critical] * 8)
     assert cache.get('shared') == 8
     with cache.lock('busy', ttl=5), pytest.raises(LockTimeout), cache.lock('busy', wait=0.2):
         pass
@@ -191,7 +175,7 @@ def test_claims_take_each_unit_once_and_a_claimant_once(cache):
     assert cache.claim('stock', 'buyer:0', 60) == 'unknown'
     cache.set('stock', 5)
     ids = itertools.count()
-    results = run_threads(20, lambda: cache.claim('stock', f'buyer:{next(ids) % 10}', 60))
+    results = together([lambda: cache.claim('stock', f'buyer:{next(ids) % 10}', 60)] * 20)
     assert results.count('claimed') == 5 and cache.get('stock') == 0
     assert set(results) <= {'claimed', 'held', 'empty'}
     winner = next(i for i in range(10) if cache.get(f'buyer:{i}') is not None)

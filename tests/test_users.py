@@ -1,4 +1,5 @@
 """Users and SMS codes through the API: every validation rule, conflicts, codes, tokens and limits."""
+import functools
 import json
 import subprocess
 import threading
@@ -7,7 +8,7 @@ import time
 import pytest
 import waitress
 import webtest
-from conftest import SECRET, make_settings, process_env, python
+from conftest import SECRET, make_settings, process_env, python, together
 
 import app as sprig_app
 import models
@@ -122,17 +123,9 @@ def test_twenty_concurrent_registrations_of_one_username(tmp_path):
         bodies.append(registration(last_code(tmp_path, mobile), mobile=mobile, username='popular'))
     server = waitress.create_server(client.app, host='127.0.0.1', port=0, threads=8)
     threading.Thread(target=server.run, daemon=True).start()
-    statuses, barrier = [], threading.Barrier(20)
-
-    def attempt(body):
-        barrier.wait()
-        statuses.append(post(server.effective_port, '/api/v1/user/register', body))
     try:
-        threads = [threading.Thread(target=attempt, args=(b,)) for b in bodies]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        statuses = together([functools.partial(post, server.effective_port, '/api/v1/user/register', body)
+                             for body in bodies])
     finally:
         server.close()
     assert sorted(statuses) == [201] + [409] * 19
