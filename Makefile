@@ -8,9 +8,11 @@ BIN := $(VENV)/bin
 run: $(VENV)/.runtime
 	$(BIN)/python app.py
 
+# The second pass runs the modules marked `database` again on PostgreSQL (tests/conftest.py).
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	SPRIG_TEST_DATABASE=postgresql $(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -15,9 +15,11 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cache import CacheError, LockTimeout, cache
+
+T = TypeVar('T')
 
 JITTER = 0.1  # share of the ttl added at random
 MISSING_TTL = 5  # seconds a computed None ("no such course") is kept: probes cost little, and
@@ -39,14 +41,21 @@ def etag_of(value: Any) -> str:
 
 def read(key: str, compute: Callable[[], Any], ttl: float, namespace: str | None = None) -> Entry:
     """The value under key (in namespace), from the cache or from compute()."""
-    if cache.outage.active():
-        return computed(compute, 'bypass')
-    try:
+    def from_cache() -> Entry:
         full = f'{namespace}:{version(namespace)}:{key}' if namespace else key
         return cached_entry(full) or fill(full, compute, ttl)
+    return or_else(from_cache, lambda: computed(compute, 'bypass'))
+
+
+def or_else(from_cache: Callable[[], T], fallback: Callable[[], T]) -> T:
+    """from_cache(), or fallback() while the cache is down: a reader that can do without it."""
+    if cache.outage.active():
+        return fallback()
+    try:
+        return from_cache()
     except CacheError as exc:
         cache.outage.failed(exc)
-        return computed(compute, 'bypass')
+        return fallback()
 
 
 def computed(compute: Callable[[], Any], status: str) -> Entry:

@@ -11,11 +11,13 @@ run by one elected leader, consumer heartbeats and lost-task recovery.
 - SIGINT and SIGTERM both stop a consumer gracefully; what is still running when the shutdown
   timeout ends is re-enqueued (idempotent) or marked lost.
 """
+import contextlib
 import datetime
 import functools
 import inspect
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -23,7 +25,7 @@ import socket
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from huey import Huey, signals
@@ -32,6 +34,7 @@ from huey.consumer import Consumer, Scheduler
 from peewee import Case
 
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, create_tables, database, utcnow
+from queues import QUEUE_ERRORS
 
 log = logging.getLogger('sprig.engine')
 TERMINAL = ('succeeded', 'failed', 'revoked', 'expired', 'lost')
@@ -85,6 +88,8 @@ class SprigHuey(Huey):
         self.heartbeat_timeout = 10.0
         self.records = True
         self.timezone = zoneinfo.ZoneInfo('UTC')  # crontab schedules are read in it
+        self.queue_failed_at = -math.inf  # time.monotonic() of this process's last failed dequeue
+        self.running = threading.local()  # .task: the task this worker thread is executing
         self.writer = RecordWriter(self)
         self.signal()(self.record_signal)
         self.signal(signals.SIGNAL_REVOKED, signals.SIGNAL_CANCELED, signals.SIGNAL_EXPIRED)(self.on_dropped)
@@ -155,6 +160,52 @@ class SprigHuey(Huey):
         self.writer.add(hot_update(statements().insert, *row))
         return result
 
+    def execute(self, task, timestamp=None):
+        self.running.task = task
+        try:
+            return super().execute(task, timestamp)
+        finally:
+            self.running.task = None
+
+    # Once a task has run, Huey clears its revoke flag and stores its result before the hooks that
+    # record the outcome. Should the queue's storage fail there (Redis restarting), the outcome is
+    # still recorded: the flag and the stored result are lost, the record keeps both.
+    def delete(self, key):
+        with self.storage_may_fail('clear the revoke flag of'):
+            return super().delete(key)
+
+    def put_result(self, key, value):
+        with self.storage_may_fail('store the result of'):
+            return super().put_result(key, value)
+
+    @contextlib.contextmanager
+    def storage_may_fail(self, what: str) -> Iterator[None]:
+        task = getattr(self.running, 'task', None)
+        try:
+            yield
+        except QUEUE_ERRORS as exc:
+            if task is None:
+                raise
+            log.warning('could not %s task %s: %s', what, task.id, exc)
+
+    def dequeue(self):
+        try:
+            return super().dequeue()
+        except QUEUE_ERRORS:
+            self.queue_failed_at = time.monotonic()  # a reply lost as Redis went down loses its task
+            raise
+
+    def is_revoked(self, task, timestamp=None, peek=True):
+        """A consumer about to run a task it has taken off the queue (peek=False) runs it when the
+        storage cannot say whether it was revoked (Redis restarting): Huey would drop it."""
+        try:
+            return super().is_revoked(task, timestamp, peek)
+        except QUEUE_ERRORS as exc:
+            if peek:
+                raise
+            log.warning('could not check whether %s was revoked; running it: %s', task.id, exc)
+            return False
+
     def read_schedule(self, timestamp=None):
         due = super().read_schedule(timestamp)
         for task in due:
@@ -170,7 +221,11 @@ class SprigHuey(Huey):
             if task.retry_backoff:
                 task.retry_delay = min(task.retry_delay * task.retry_backoff, self.max_retry_delay)
         task.seen = True
-        return super()._requeue_task(task, timestamp, retry_eta)
+        try:
+            return super()._requeue_task(task, timestamp, retry_eta)
+        except QUEUE_ERRORS as exc:  # the retry cannot be queued: the task ends here, and says why
+            finished(self, task, 'failed', error=f'not retried, the queue was unavailable: {exc}'[:2000])
+            call_gone(self, task.name, task.args, task.kwargs)
 
 
 def call_gone(huey: SprigHuey, name: str, args, kwargs) -> None:
@@ -433,7 +488,8 @@ class LeaderScheduler(Scheduler):
     def enqueue_periodic_tasks(self, now):
         if self.huey.leader:
             # Huey matches crontabs against the time it is given: [app] timezone's wall clock.
-            local = now.replace(tzinfo=datetime.UTC).astimezone(self.huey.timezone).replace(tzinfo=None)
+            # Its consumer passes no time (None): now, in UTC, as our Huey keeps it.
+            local = (now or utcnow()).replace(tzinfo=datetime.UTC).astimezone(self.huey.timezone).replace(tzinfo=None)
             super().enqueue_periodic_tasks(local)
 
 
@@ -494,14 +550,15 @@ class Coordinator(threading.Thread):
             if clock >= self.next_sweep:
                 self.next_sweep = clock + BEAT_EVERY
                 sweep_lost(self.huey)
-                if self.suspects or died_lately(self.huey):  # only a dead consumer makes tasks vanish
+                if self.suspects or died_lately(self.huey) or queue_failed_lately(self.huey):
                     self.suspects = sweep_vanished(self.huey, self.suspects)
 
     def beat(self) -> None:
-        now = utcnow()
-        ConsumerBeat.insert(id=self.huey.consumer_id, host=socket.gethostname(), pid=os.getpid(),
-                            workers=self.workers, started_at=self.started_at, beat_at=now
-                            ).on_conflict_replace().execute()
+        # Update, else insert: the one upsert the three databases all speak.
+        fields = dict(host=socket.gethostname(), pid=os.getpid(), workers=self.workers,
+                      started_at=self.started_at, beat_at=utcnow())
+        if not ConsumerBeat.update(**fields).where(ConsumerBeat.id == self.huey.consumer_id).execute():
+            ConsumerBeat.insert(id=self.huey.consumer_id, **fields).on_conflict_ignore().execute()
 
     def leave(self) -> None:
         """Say goodbye at once: the next leader need not wait for the lease to run out."""
@@ -559,6 +616,12 @@ def died_lately(huey: SprigHuey) -> bool:
     """Whether a consumer stopped beating without saying goodbye within the last hour."""
     return ConsumerBeat.select().where((ConsumerBeat.beat_at < seconds_ago(huey.heartbeat_timeout))
                                        & (ConsumerBeat.beat_at > seconds_ago(3600))).exists()
+
+
+def queue_failed_lately(huey: SprigHuey) -> bool:
+    """Whether this consumer failed to read the queue within the last ten minutes: a task taken
+    off it as it failed may be gone (the reply lost), and so may all of a Redis that restarted empty."""
+    return time.monotonic() - huey.queue_failed_at < 600
 
 
 def sweep_vanished(huey: SprigHuey, suspects: set[str]) -> set[str]:

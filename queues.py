@@ -6,6 +6,7 @@ enqueue (one SQLite transaction, one Redis round trip), so a task id the caller 
 unknown, and a refused enqueue leaves no stub behind.
 """
 import contextlib
+import sqlite3
 import threading
 import time
 
@@ -13,6 +14,8 @@ import redis
 from huey.storage import RedisStorage, SqliteStorage
 
 from settings import scheme, sqlite_file
+
+QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
 
 PURGE_EVERY = 1000  # SQLite enqueues between two purges of expired stubs
 

@@ -84,7 +84,7 @@ def sale(item_id: int, settings: Settings) -> dict | None:
 
 def with_stock(sale: dict, now: datetime.datetime) -> dict:
     """The sale as the API shows it: units left to claim and the state, live."""
-    left = cache.get(counter_key(sale['id']))
+    left = cached.or_else(lambda: cache.get(counter_key(sale['id'])), lambda: None)
     if left is None:
         left = SeckillItem.get_by_id(sale['id']).stock_left
     left = max(0, left)
@@ -154,6 +154,13 @@ def cancel_if_unpaid(order_id: int) -> bool:
     if cancelled:
         release(order.item_id, order.user_id)
     return bool(cancelled)
+
+
+def cancel_expired(limit: int = 500) -> int:
+    """Cancel unpaid orders whose time ran out (any that cancel_unpaid_order missed)."""
+    due = (Order.select(Order.id).where((Order.status == 'pending_payment') & (Order.expires_at <= utcnow()))
+           .order_by(Order.expires_at).limit(limit))
+    return sum(cancel_if_unpaid(order.id) for order in due)
 
 
 def pay(order: Order) -> str | None:

@@ -7,7 +7,6 @@ queue, the database and the cache to other settings (the web app's, a test's).
 import logging
 import os
 import socket
-import sqlite3
 import sys
 import time
 import zoneinfo
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
 from huey.storage import BlackHoleStorage
 from peewee import DatabaseError
 
@@ -26,7 +24,7 @@ import sms
 from cache import CacheError, cache, init_cache
 from engine import SprigConsumer, SprigHuey, seconds_ago
 from models import ConsumerBeat, TaskRecord, Token, database, init_db, utcnow
-from queues import storage_options
+from queues import QUEUE_ERRORS, storage_options
 from settings import Settings, SettingsError, load_settings, scheme
 
 
@@ -55,7 +53,6 @@ def configure(new: Settings) -> None:
 
 
 log = logging.getLogger('sprig.tasks')
-QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
 
 try:
     settings = load_settings()
@@ -187,7 +184,10 @@ def create_order(user_id: int, item_id: int, task=None) -> dict:
             seckill.release(item_id, user_id)
         raise
     if outcome['outcome'] == 'won':
-        cancel_unpaid_order.schedule((outcome['order_id'],), delay=settings.seckill.payment_timeout)
+        try:
+            cancel_unpaid_order.schedule((outcome['order_id'],), delay=settings.seckill.payment_timeout)
+        except QUEUE_ERRORS as exc:  # the order stands: cancel_expired_orders cancels it when due
+            log.warning('could not schedule the cancellation of order %s: %s', outcome['order_id'], exc)
     return outcome
 
 
@@ -195,3 +195,10 @@ def create_order(user_id: int, item_id: int, task=None) -> dict:
 def cancel_unpaid_order(order_id: int) -> bool:
     """Cancel the order if it is still unpaid; its unit goes back to the sale."""
     return seckill.cancel_if_unpaid(order_id)
+
+
+@huey.every(60, idempotent=True)
+def cancel_expired_orders() -> int:
+    """The safety net of cancel_unpaid_order: an unpaid order past its time whose own
+    cancellation never ran (the queue was down when it was to be scheduled) is cancelled here."""
+    return seckill.cancel_expired()

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+# `make test`'s second pass sets SPRIG_TEST_DATABASE=postgresql: the in-process tests then run on
+# the suite's own PostgreSQL database (emptied before each test) instead of a SQLite file each.
+SERVER_DATABASE = os.environ.get('SPRIG_TEST_DATABASE', '')
 # Before any project module is imported: the suite never reads the developer's SPRIG_* settings
 # nor touches the project's data/ directory.
 for name in [n for n in os.environ if n.startswith('SPRIG_')]:
@@ -59,7 +62,43 @@ def reachable(host: str, port: int) -> bool:
 
 def make_settings(data_dir: Path, **env: str) -> Settings:
     """Settings as a process with SPRIG_DATA_DIR=data_dir and these SPRIG_* variables would read."""
-    return load_settings({'SPRIG_DATA_DIR': str(data_dir), **env})
+    return load_settings({'SPRIG_DATA_DIR': str(data_dir), **server_database(), **env})
+
+
+def pytest_report_header(config) -> str:
+    return f"database: {SERVER_DATABASE or 'a SQLite file per test'}"
+
+
+def pytest_collection_modifyitems(config, items: list) -> None:
+    """The PostgreSQL pass runs the modules marked `database`, bar the tests about SQLite itself."""
+    if not SERVER_DATABASE:
+        return
+    kept = [item for item in items
+            if item.get_closest_marker('database') and not item.get_closest_marker('sqlite_only')]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+def server_database() -> dict[str, str]:
+    """The settings that put a process, or this one, on the pass's database server."""
+    if not SERVER_DATABASE:
+        return {}
+    assert SERVER_DATABASE == 'postgresql', f'SPRIG_TEST_DATABASE={SERVER_DATABASE}: only postgresql is known'
+    return {'SPRIG_DATABASE_URL': POSTGRES_URL, 'SPRIG_APP_SECRET_KEY': SECRET}
+
+
+@pytest.fixture(autouse=True)
+def empty_server_database() -> None:
+    """On the shared server database, each test starts with no rows (the schema version stays)."""
+    if not SERVER_DATABASE:
+        return
+    import psycopg2
+    with contextlib.closing(psycopg2.connect(own_postgres())) as conn, conn, conn.cursor() as cur:
+        cur.execute("SET lock_timeout = '10s'")  # a connection left in a transaction: fail, not hang
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schemaversion'")
+        names = ', '.join(f'"{name}"' for (name,) in cur.fetchall())
+        if names:
+            cur.execute(f'TRUNCATE {names} RESTART IDENTITY CASCADE')
 
 
 @pytest.fixture
@@ -159,6 +198,10 @@ def redis_prefix(redis_url: str, unique: str):
 
 @pytest.fixture
 def postgres_url() -> str:
+    return own_postgres()
+
+
+def own_postgres() -> str:
     """The suite's own PostgreSQL database, created on first use."""
     if not reachable('127.0.0.1', 5432):
         unavailable('PostgreSQL not reachable on 127.0.0.1:5432')
@@ -186,6 +229,32 @@ def mysql_url() -> str:
     return MYSQL_URL
 
 
+def open_sale(data_dir: Path, users: int, stock: int, **env: str) -> tuple[list[str], int]:
+    """Buyers with login tokens (minted directly: a scrypt sign-in costs 70 ms) and a sale open
+    for an hour, in the database the given settings name. Returns the tokens and the sale's id."""
+    import datetime
+    from decimal import Decimal
+
+    import tasks
+    from auth import keyed
+    from models import Course, SeckillItem, Token, User, database, utcnow
+    tasks.configure(make_settings(data_dir, SPRIG_APP_SECRET_KEY=SECRET, **env))
+    models.create_tables()
+    tokens = [secrets.token_urlsafe(32) for _ in range(users)]
+    now = utcnow()
+    with database.atomic():
+        User.insert_many([{'username': f'buyer{n:04d}', 'password_hash': '-'} for n in range(users)]).execute()
+        ids = [user.id for user in User.select(User.id).order_by(User.id)]
+        Token.insert_many([{'digest': keyed(SECRET, token), 'user': user, 'expires': now + datetime.timedelta(hours=1)}
+                           for token, user in zip(tokens, ids, strict=True)]).execute()
+        course = Course.create(name='Sale course', kind='actual')
+        item = SeckillItem.create(course=course, price=Decimal('9.90'), stock_total=stock, stock_left=stock,
+                                  starts_at=now - datetime.timedelta(minutes=1),
+                                  ends_at=now + datetime.timedelta(hours=1))
+    database.close()
+    return tokens, item.id
+
+
 # Real processes ---------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -197,7 +266,7 @@ def free_port() -> int:
 def process_env(data_dir: Path, **env: str) -> dict[str, str]:
     """The environment of a Sprig process: this one's, minus SPRIG_*, plus the given settings."""
     base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
-    return {**base, 'SPRIG_DATA_DIR': str(data_dir), 'PYTHONUNBUFFERED': '1', **env}
+    return {**base, 'SPRIG_DATA_DIR': str(data_dir), 'PYTHONUNBUFFERED': '1', **server_database(), **env}
 
 
 class Proc:

@@ -14,6 +14,8 @@ import app as sprig_app
 import models
 from api import ApiError, json_body, ok
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 
 @pytest.fixture
 def app(settings):

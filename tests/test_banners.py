@@ -1,7 +1,6 @@
 """Home banners: the cached list and its ETags, admin writes seen on the next read, the second
 delete, the periodic rebuild with a real consumer, a cache that is down, and a miss storm."""
 import logging
-import sqlite3
 import threading
 import time
 import urllib.request
@@ -29,6 +28,8 @@ import tasks
 from auth import hash_password
 from models import Banner, TaskRecord, User, database
 from users import save_admin
+
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 
 BASE = 'https://shop.example'
 
@@ -218,19 +219,23 @@ def test_a_stale_value_put_back_after_the_first_delete_is_removed_by_the_second(
     assert (second.eta - second.created_at).total_seconds() == pytest.approx(0.3, abs=0.05)
 
 
-def test_a_change_made_with_sql_is_served_within_the_refresh_interval(shared, tmp_path):
+def behind_the_apps_back(title: str) -> None:
+    """A plain UPDATE, as another program would make it: nothing drops the cached list."""
+    with database.connection_context():
+        Banner.update(title=title).where(Banner.id == 1).execute()
+
+
+def test_a_change_made_with_sql_is_served_within_the_refresh_interval(shared):
     client, start_consumer = shared
     consumer = start_consumer(refresh_interval=5)
     wait_until(lambda: client.get('/api/v1/home/banners').headers['X-Cache'] == 'hit', 10,
                'no cached list', consumer.stderr)
-    with sqlite3.connect(tmp_path / 'sprig.db') as conn:  # behind the app's back: no invalidation
-        conn.execute("UPDATE banner SET title = 'Changed with SQL' WHERE id = 1")
+    behind_the_apps_back('Changed with SQL')
     changed_at = time.monotonic()
     wait_until(lambda: titles(client)[0] == 'Changed with SQL', 5 + 2, 'the rebuild did not catch up', consumer.stderr)
     assert time.monotonic() - changed_at <= 7
     # The rebuild on request, by the same consumer through the shared queue and cache.
-    with sqlite3.connect(tmp_path / 'sprig.db') as conn:
-        conn.execute("UPDATE banner SET title = 'Rebuilt on request' WHERE id = 1")
+    behind_the_apps_back('Rebuilt on request')
     admin = bearer(client, 'admin_1', 'admin password 1')
     task_id = client.post('/api/v1/admin/banners/rebuild', headers=admin, status=202).json['task_id']
     wait_until(lambda: client.get(f'/api/v1/tasks/{task_id}', headers=admin).json['result']['state'] == 'succeeded',

@@ -9,6 +9,8 @@ from conftest import make_settings
 import cached
 from cache import init_cache
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 
 @pytest.fixture
 def cache_file(tmp_path):

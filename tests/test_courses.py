@@ -16,6 +16,8 @@ from models import Course, CourseCategory, CourseChapter, CourseSection, Teacher
 from settings import PROJECT_DIR
 from users import save_admin
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 BASE = 'https://shop.example'
 
 

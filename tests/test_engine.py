@@ -20,6 +20,8 @@ from engine import stub
 from models import Lease, TaskRecord, database
 from settings import PROJECT_DIR
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 
 @dataclass
 class Engine:

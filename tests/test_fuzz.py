@@ -19,6 +19,8 @@ import tasks
 from models import database
 from users import save_admin
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 EXAMPLES = 25
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),

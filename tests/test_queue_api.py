@@ -14,6 +14,8 @@ from auth import hash_password
 from models import ConsumerBeat, Lease, TaskRecord, User, database, utcnow
 from users import save_admin
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 
 @pytest.fixture
 def site(tmp_path):

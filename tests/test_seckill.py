@@ -19,6 +19,8 @@ from cache import cache
 from models import Order, SeckillItem, TaskRecord, User, database, utcnow
 from users import save_admin
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 BASE = 'https://shop.example'
 USERS = ['user_one', 'user_two', 'user_three']
 
@@ -184,6 +186,18 @@ def test_a_cancelled_order_puts_its_unit_back_on_sale(shop, people):
     drain()
     assert result(shop, two, task_id)['code'] == 100
     press(shop, one, item, status=200)  # sold out again; the first user's marker went with the order
+
+
+def test_unpaid_orders_past_their_time_are_cancelled_by_the_sweep_too(shop, people):
+    """The safety net for an order whose own cancellation could not be queued."""
+    item = new_sale(shop, people['admin'], 1)
+    press(shop, people['user_one'], item)
+    drain()
+    with database.connection_context():
+        Order.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).execute()
+        assert tasks.cancel_expired_orders.call_local() == 1
+        assert Order.get().status == 'cancelled' and SeckillItem.get_by_id(item).stock_left == 1
+        assert tasks.cancel_expired_orders.call_local() == 0
 
 
 def test_the_order_task_runs_twice_and_creates_one_order(shop, people):

@@ -1,25 +1,22 @@
 """The flash-sale storm, with real servers: 2,000 presses from 500 signed-in users (4 each, from 32
 client threads) for 100 seats, once with `python app.py` (SQLite everywhere) and once with
 Waitress + Redis + two huey_consumer processes (one of them killed with SIGKILL mid-storm)."""
-import datetime
 import http.client
 import json
 import random
-import secrets
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import pytest
-from conftest import SECRET, free_port, huey_consumer, make_settings, process_env, python, wait_http
+from conftest import SECRET, free_port, huey_consumer, make_settings, open_sale, process_env, python, wait_http
 
-import models
 import tasks
-from auth import keyed
-from models import Course, Order, SeckillItem, Token, User, database, utcnow
+from models import Order, SeckillItem, database
 from settings import PROJECT_DIR
+
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 
 USERS, PRESSES, CLIENTS, STOCK = 500, 4, 32, 100
 TERMINAL = (100, 101, 104)
@@ -93,26 +90,6 @@ class Storm:
                 self.answers[task_id] = body['code']
 
 
-def prepare(tmp_path, **env) -> tuple[list[str], int]:
-    """Users with login tokens (minted directly: 500 scrypt sign-ins would take 35 s) and a sale."""
-    tasks.configure(make_settings(tmp_path, SPRIG_APP_SECRET_KEY=SECRET, **env))
-    models.create_tables()
-    tokens = [secrets.token_urlsafe(32) for _ in range(USERS)]
-    expires = utcnow() + datetime.timedelta(hours=1)
-    with database.atomic():
-        User.insert_many([{'username': f'storm{n:04d}', 'password_hash': '-'} for n in range(USERS)]).execute()
-        ids = [user.id for user in User.select(User.id).order_by(User.id)]
-        Token.insert_many([{'digest': keyed(SECRET, token), 'user': user, 'expires': expires}
-                           for token, user in zip(tokens, ids, strict=True)]).execute()
-        course = Course.create(name='Storm course', kind='actual')
-        now = utcnow()
-        item = SeckillItem.create(course=course, price=Decimal('9.90'), stock_total=STOCK, stock_left=STOCK,
-                                  starts_at=now - datetime.timedelta(minutes=1),
-                                  ends_at=now + datetime.timedelta(hours=1))
-    database.close()
-    return tokens, item.id
-
-
 def check(storm: Storm, started: float) -> None:
     """The invariants of API.md, from the answers and the database."""
     assert all(status < 500 for status in storm.statuses), sorted(set(storm.statuses))
@@ -148,7 +125,7 @@ def reset_tasks(tmp_path):
 
 
 def test_storm_with_python_app_py(tmp_path, spawn, reset_tasks):
-    tokens, item_id = prepare(tmp_path)
+    tokens, item_id = open_sale(tmp_path, USERS, STOCK)
     port = free_port()
     env = process_env(tmp_path, SPRIG_APP_SECRET_KEY=SECRET, SPRIG_QUEUE_WORKERS='4')
     server = spawn(python('app.py', '--port', str(port), '--threads', '32'), env, 'server')
@@ -160,7 +137,7 @@ def test_storm_with_waitress_redis_and_two_consumers_one_killed(tmp_path, spawn,
                                                                 redis_prefix, unique):
     settings = {'SPRIG_QUEUE_URL': redis_url, 'SPRIG_QUEUE_NAME': unique, 'SPRIG_CACHE_URL': redis_url,
                 'SPRIG_CACHE_PREFIX': redis_prefix, 'SPRIG_QUEUE_HEARTBEAT_TIMEOUT': '3'}
-    tokens, item_id = prepare(tmp_path, **settings)
+    tokens, item_id = open_sale(tmp_path, USERS, STOCK, **settings)
     env = process_env(tmp_path, SPRIG_APP_SECRET_KEY=SECRET, PYTHONPATH=str(PROJECT_DIR), **settings)
     consumers = [spawn(huey_consumer('-w', '4', '-k', 'thread'), env, f'consumer{n}') for n in (1, 2)]
     port = free_port()

@@ -16,6 +16,8 @@ from auth import hash_password, verify_password
 from models import Token, User, database
 from settings import PROJECT_DIR
 
+pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
+
 MOBILE = '13800138000'
 PASSWORD = 'correct horse 1'
 
