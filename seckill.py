@@ -16,11 +16,11 @@ import datetime
 import json
 from decimal import Decimal
 
-from peewee import IntegrityError
+from peewee import SQL, IntegrityError
 
 import cached
 from cache import cache
-from models import Course, Order, SeckillItem, User, database, utcnow
+from models import Course, Order, SeckillItem, User, database, first, prepared, utcnow
 from settings import Settings
 
 SALES_KEY = 'seckill:sales'
@@ -114,21 +114,29 @@ def release(item_id: int, user_id: int) -> None:
 
 # The order task's work -------------------------------------------------------------------------
 
+# Its statements as SQL built once (models.prepared): a storm runs them for every claim, and
+# Peewee took longer to build each (0.2-0.3 ms measured) than SQLite to run it.
+ORDER_BY_TASK = prepared(lambda: Order.select().where(Order.task_id == ''))
+SALE_BY_ID = prepared(lambda: SeckillItem.select().where(SeckillItem.id == 0))
+TAKE_UNIT = prepared(lambda: SeckillItem.update(stock_left=SeckillItem.stock_left - SQL('1'))
+                     .where((SeckillItem.id == 0) & (SeckillItem.stock_left > SQL('0'))))
+
 def place_order(user_id: int, item_id: int, task_id: str, payment_timeout: int) -> dict:
     """Create the order for a claim, once per task id: the stock decrement and the insert commit
     together or not at all. Returns the outcome; the claim is settled to match it."""
-    existing = Order.get_or_none(Order.task_id == task_id)
+    existing = first(Order, ORDER_BY_TASK(), task_id)
     if existing is not None:  # this task ran before (a re-run after its consumer died)
         return {'outcome': 'won', 'order_id': existing.id}
     try:
         with database.atomic():
-            item = SeckillItem.get_by_id(item_id)
-            taken = (SeckillItem.update(stock_left=SeckillItem.stock_left - 1)
-                     .where((SeckillItem.id == item_id) & (SeckillItem.stock_left > 0)).execute())
+            item = first(SeckillItem, SALE_BY_ID(), item_id)
+            if item is None:
+                raise SeckillItem.DoesNotExist(f'no sale {item_id}')
+            taken = database.execute_sql(TAKE_UNIT(), (item_id,)).rowcount
             order = taken and Order.create(user=user_id, item=item_id, task_id=task_id, price=item.price,
                                            expires_at=utcnow() + datetime.timedelta(seconds=payment_timeout))
     except IntegrityError:
-        again = Order.get_or_none(Order.task_id == task_id)
+        again = first(Order, ORDER_BY_TASK(), task_id)
         if again is not None:  # a twin run of this task won the race
             return {'outcome': 'won', 'order_id': again.id}
         # The user already holds a live order for this sale: the seat goes back, the marker stays.

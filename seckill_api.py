@@ -18,9 +18,8 @@ from models import Course, Order, SeckillItem, TaskRecord, first, prepared, utcn
 from settings import Settings
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
-# The poller's two reads (by task id), built once: pages poll them every few seconds.
+# The poller's read of a task record, built once: pages poll it every few seconds.
 RECORD_BY_ID = prepared(lambda: TaskRecord.select().where(TaskRecord.id == ''))
-ORDER_BY_TASK = prepared(lambda: Order.select().where(Order.task_id == ''))
 Price = Annotated[Decimal, Field(ge=0, le=10_000_000, max_digits=10, decimal_places=2)]
 Stock = Annotated[int, Field(ge=0, le=10_000_000)]
 
@@ -122,7 +121,7 @@ def install_seckill_api(app: Bottle, settings: Settings, auth: Auth) -> None:
         record = first(TaskRecord, RECORD_BY_ID(), task_id) or stub(tasks.huey, task_id)
         if record is None or record.name != 'create_order' or record.user_id != user.id:
             raise ApiError(404, f'no seckill submission {task_id}')
-        answer = seckill.result_of(record, first(Order, ORDER_BY_TASK(), task_id))
+        answer = seckill.result_of(record, first(Order, seckill.ORDER_BY_TASK(), task_id))
         return {**answer, 'task_id': task_id}
 
     @app.get('/api/v1/orders', doc=Doc('The signed-in user\'s orders', auth='user'))
