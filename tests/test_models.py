@@ -73,3 +73,39 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
                                                                            '{"sent_at": 2.5}')
     assert record.started_at <= record.finished_at and record.requeued is False
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
+
+
+def test_order_task_and_lookup_statements_on_every_database(tmp_path, database_url):
+    """The order task's prepared statements and models.first (which converts each column itself)
+    must run on each backend."""
+    import datetime
+    import secrets
+    from decimal import Decimal
+
+    import seckill
+    from models import Course, Order, SeckillItem, User, first, utcnow
+
+    tasks.configure(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET))
+    models.create_tables()
+    tag = secrets.token_hex(4)  # the server databases are shared: touch only this test's rows
+    with database.connection_context():
+        buyers = [User.create(username=f'b{tag}{n}', password_hash='x') for n in range(2)]
+        course = Course.create(name=f'course {tag}', kind='actual')
+        item = SeckillItem.create(course=course, price=Decimal('9.90'), stock_total=1, stock_left=1,
+                                  starts_at=utcnow(), ends_at=utcnow() + datetime.timedelta(hours=1))
+        try:
+            won = seckill.place_order(buyers[0].id, item.id, f'{tag}-1', 60)
+            assert seckill.place_order(buyers[0].id, item.id, f'{tag}-1', 60) == won  # a re-run
+            assert seckill.place_order(buyers[1].id, item.id, f'{tag}-2', 60) == {'outcome': 'sold_out'}
+            order = first(Order, seckill.ORDER_BY_TASK(), f'{tag}-1')
+            assert (order.id, order.user_id, order.price, order.live, order.status) == (
+                won['order_id'], buyers[0].id, Decimal('9.90'), True, 'pending_payment')
+            assert isinstance(order.created_at, datetime.datetime) and not order.dirty_fields
+            assert first(SeckillItem, seckill.SALE_BY_ID(), item.id).stock_left == 0
+            assert first(Order, seckill.ORDER_BY_TASK(), f'{tag}-2') is None
+        finally:
+            Order.delete().where(Order.item == item.id).execute()
+            SeckillItem.delete().where(SeckillItem.id == item.id).execute()
+            Course.delete().where(Course.id == course.id).execute()
+            User.delete().where(User.id.in_([buyer.id for buyer in buyers])).execute()
+    tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
