@@ -11,7 +11,6 @@ run by one elected leader, consumer heartbeats and lost-task recovery.
 - SIGINT and SIGTERM both stop a consumer gracefully; what is still running when the shutdown
   timeout ends is re-enqueued (idempotent) or marked lost.
 """
-import contextlib
 import datetime
 import functools
 import inspect
@@ -25,7 +24,7 @@ import socket
 import threading
 import time
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from huey import Huey, signals
@@ -160,33 +159,30 @@ class SprigHuey(Huey):
         self.writer.add(hot_update(statements().insert, *row))
         return result
 
-    def execute(self, task, timestamp=None):
-        self.running.task = task
+    def _execute(self, task, timestamp):
+        self.running.task = task  # from here on the task's body runs
         try:
-            return super().execute(task, timestamp)
+            return super()._execute(task, timestamp)
         finally:
             self.running.task = None
 
-    # Once a task has run, Huey clears its revoke flag and stores its result before the hooks that
-    # record the outcome. Should the queue's storage fail there (Redis restarting), the outcome is
-    # still recorded: the flag and the stored result are lost, the record keeps both.
     def delete(self, key):
-        with self.storage_may_fail('clear the revoke flag of'):
-            return super().delete(key)
+        task = getattr(self.running, 'task', None)
+        if task is not None and key == task.revoke_id:
+            # Huey clears a revoke flag set while the task ran, one more round trip per task;
+            # Sprig never revokes a started task (its API answers 409), so there is none to clear.
+            return False
+        return super().delete(key)
 
     def put_result(self, key, value):
-        with self.storage_may_fail('store the result of'):
-            return super().put_result(key, value)
-
-    @contextlib.contextmanager
-    def storage_may_fail(self, what: str) -> Iterator[None]:
-        task = getattr(self.running, 'task', None)
+        """Store a task's result. Should the storage fail here (Redis restarting), the task's
+        outcome is still recorded: Huey would skip the hooks that record it."""
         try:
-            yield
+            return super().put_result(key, value)
         except QUEUE_ERRORS as exc:
-            if task is None:
+            if getattr(self.running, 'task', None) is None:
                 raise
-            log.warning('could not %s task %s: %s', what, task.id, exc)
+            log.warning('could not store the result of task %s: %s', key, exc)
 
     def dequeue(self):
         try:
