@@ -387,11 +387,12 @@ class Cache:
         self.backend = None
         self.prefix = ''
         self.outage = Outage()
+        self.near: dict[str, tuple[float, Any]] = {}  # cached.read_near's values in this process
 
     def initialize(self, backend, prefix: str = '') -> None:
         if self.backend is not None:
             self.backend.close()
-        self.backend, self.prefix, self.outage = backend, prefix, Outage()
+        self.backend, self.prefix, self.outage, self.near = backend, prefix, Outage(), {}
 
     @contextmanager
     def failures(self) -> Iterator[None]:

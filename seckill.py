@@ -78,8 +78,8 @@ def sale(item_id: int, settings: Settings) -> dict | None:
         item = (SeckillItem.select(SeckillItem, Course).join(Course)
                 .where((SeckillItem.id == item_id) & ~Course.is_delete).first())
         return None if item is None else sale_view(item)
-    # A plain key, not a namespace: a press reads it, and a namespace costs one more round trip.
-    return cached.read(sale_key(item_id), compute, settings.cache.ttl).value
+    # Every press reads it: a plain key, not a namespace (one round trip less), kept near.
+    return cached.read_near(sale_key(item_id), compute, settings.cache.ttl).value
 
 
 def with_stock(sale: dict, now: datetime.datetime) -> dict:
