@@ -51,12 +51,47 @@ class SqliteQueue(SqliteStorage):
     def __init__(self, *args, **kwargs):
         self.stubs = Stubs()
         self.enqueues = 0
+        self.local = threading.local()
         super().__init__(*args, **kwargs)
 
     def _create_connection(self):
         conn = super()._create_connection()
         conn.execute('pragma synchronous=normal')
         return conn
+
+    # A connection per thread, not Huey's one connection behind one lock: in WAL mode readers
+    # never wait, and writers wait for each other in SQLite (busy timeout), not in Python.
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if getattr(self.local, 'conn', None) is None:
+            self.local.conn = self._create_connection()
+        return self.local.conn
+
+    @contextlib.contextmanager
+    def db(self, commit=False, close=False):
+        conn = self.conn
+        cursor = conn.cursor()
+        try:
+            if commit:
+                cursor.execute('begin immediate')
+            yield cursor
+        except Exception:
+            if commit:
+                conn.rollback()
+            raise
+        else:
+            if commit:
+                conn.commit()
+        finally:
+            cursor.close()
+            if close:
+                self.close()
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn, self.local.conn = getattr(self.local, 'conn', None), None
+        if conn is not None:
+            conn.close()
 
     def enqueue(self, data, priority=None):
         stub = self.stubs.take()
