@@ -53,12 +53,11 @@ def read_near(key: str, compute: Callable[[], Any], ttl: float) -> Entry:
     request of a storm, where the shared cache's round trip is a good part of the request. Another
     process's change shows here within NEAR_TTL; this process's own at once (drop)."""
     now = time.monotonic()
-    kept = cache.near.get(key)
-    if kept is not None and kept[0] > now:
-        return kept[1]
-    entry = read(key, compute, ttl)
-    if entry.status != 'bypass':
-        cache.near[key] = (now + NEAR_TTL, entry)
+    entry = cache.near.get(key, now)
+    if entry is None:
+        entry = read(key, compute, ttl)
+        if entry.status != 'bypass' and entry.value is not None:  # "no such key" stays shared-only
+            cache.near.put(key, entry, since=now, until=now + NEAR_TTL)
     return entry
 
 
@@ -133,7 +132,7 @@ def drop(keys: Iterable[str] = (), namespaces: Iterable[str] = ()) -> None:
     :raise CacheError: when the cache is down (the caller decides whether that matters).
     """
     for key in keys:
-        cache.near.pop(key, None)
+        cache.near.drop(key)
     keys = [f'data:{key}' for key in keys]
     if keys:
         cache.delete(*keys)

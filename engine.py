@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 from huey import Huey, signals
 from huey.api import Task, TaskWrapper
+from huey.constants import EmptyData
 from huey.consumer import Consumer, Scheduler
 from peewee import Case
 
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, create_tables, database, utcnow
-from queues import QUEUE_ERRORS
+from queues import LOST_REPLY_ERRORS, QUEUE_ERRORS
 
 log = logging.getLogger('sprig.engine')
 TERMINAL = ('succeeded', 'failed', 'revoked', 'expired', 'lost')
@@ -160,17 +161,18 @@ class SprigHuey(Huey):
         return result
 
     def _execute(self, task, timestamp):
-        self.running.task = task  # from here on the task's body runs
+        outer, self.running.task = getattr(self.running, 'task', None), task  # from here its body runs
         try:
             return super()._execute(task, timestamp)
         finally:
-            self.running.task = None
+            self.running.task = outer  # a task run inside another (immediate mode)
 
     def delete(self, key):
         task = getattr(self.running, 'task', None)
         if task is not None and key == task.revoke_id:
             # Huey clears a revoke flag set while the task ran, one more round trip per task;
-            # Sprig never revokes a started task (its API answers 409), so there is none to clear.
+            # Sprig never revokes a started task (its API answers 409), so there is none to clear
+            # (but for a revoke racing the start's record: a retry clears it, _requeue_task).
             return False
         return super().delete(key)
 
@@ -187,20 +189,32 @@ class SprigHuey(Huey):
     def dequeue(self):
         try:
             return super().dequeue()
-        except QUEUE_ERRORS:
+        except LOST_REPLY_ERRORS:
             self.queue_failed_at = time.monotonic()  # a reply lost as Redis went down loses its task
             raise
 
     def is_revoked(self, task, timestamp=None, peek=True):
-        """A consumer about to run a task it has taken off the queue (peek=False) runs it when the
-        storage cannot say whether it was revoked (Redis restarting): Huey would drop it."""
-        try:
+        """Huey's check, but a consumer about to run a task it has taken off the queue (peek=False)
+        runs it when the storage cannot say whether it was revoked (Redis restarting), where Huey
+        would drop it; and a revoke-once flag it could not clear still counts."""
+        if peek:
             return super().is_revoked(task, timestamp, peek)
+        keys = self._revoke_keys(task)
+        try:
+            data = self.storage.peek_many(keys)
         except QUEUE_ERRORS as exc:
-            if peek:
-                raise
             log.warning('could not check whether %s was revoked; running it: %s', task.id, exc)
             return False
+        for key in keys:
+            revoked, restore = self._check_revoked(data.get(key, EmptyData), timestamp, peek)
+            if restore:
+                try:
+                    super().delete(key)
+                except QUEUE_ERRORS as exc:
+                    log.warning('could not clear the revoke flag %s: %s', key, exc)
+            if revoked:
+                return True
+        return False
 
     def read_schedule(self, timestamp=None):
         due = super().read_schedule(timestamp)
@@ -218,6 +232,7 @@ class SprigHuey(Huey):
                 task.retry_delay = min(task.retry_delay * task.retry_backoff, self.max_retry_delay)
         task.seen = True
         try:
+            super().delete(task.revoke_id)  # see delete(): a flag left by a revoke racing the start
             return super()._requeue_task(task, timestamp, retry_eta)
         except QUEUE_ERRORS as exc:  # the retry cannot be queued: the task ends here, and says why
             finished(self, task, 'failed', error=f'not retried, the queue was unavailable: {exc}'[:2000])
@@ -604,7 +619,7 @@ def sweep_lost(huey: SprigHuey) -> None:
     huey.writer.flush()  # this consumer's own news first
     alive = ConsumerBeat.select(ConsumerBeat.id).where(ConsumerBeat.beat_at > seconds_ago(huey.heartbeat_timeout))
     stuck = TaskRecord.select().where((TaskRecord.state == 'started') & (TaskRecord.consumer.not_in(alive)))
-    for record in stuck:
+    for record in list(stuck):  # read all first: no SELECT left open under the writes (see seckill)
         rescue(huey, record, 'started', f'consumer {record.consumer} died')
 
 

@@ -16,6 +16,7 @@ from huey.storage import RedisStorage, SqliteStorage
 from settings import scheme, sqlite_file
 
 QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
+LOST_REPLY_ERRORS = (redis.ConnectionError, redis.TimeoutError)  # a reply may be lost with them
 
 PURGE_EVERY = 1000  # SQLite enqueues between two purges of expired stubs
 

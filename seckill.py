@@ -167,8 +167,10 @@ def cancel_if_unpaid(order_id: int) -> bool:
 def cancel_expired(limit: int = 500) -> int:
     """Cancel unpaid orders whose time ran out (any that cancel_unpaid_order missed)."""
     due = (Order.select(Order.id).where((Order.status == 'pending_payment') & (Order.expires_at <= utcnow()))
-           .order_by(Order.expires_at).limit(limit))
-    return sum(cancel_if_unpaid(order.id) for order in due)
+           .order_by(Order.expires_at).limit(limit).tuples())
+    # Read all first: a SELECT still open would make SQLite refuse each cancellation's BEGIN
+    # IMMEDIATE ("database is locked") whenever another connection committed meanwhile.
+    return sum(cancel_if_unpaid(order_id) for order_id in [row[0] for row in due])
 
 
 def pay(order: Order) -> str | None:

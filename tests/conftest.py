@@ -88,8 +88,15 @@ def server_database() -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def empty_server_database() -> None:
-    """On the shared server database, each test starts with no rows (the schema version stays)."""
+def empty_server_database(request) -> None:
+    """On the shared server database, each test starts with no rows, unless its module keeps
+    rows for all its tests (marked `module_rows`: its module fixture calls empty_tables)."""
+    if not request.node.get_closest_marker('module_rows'):
+        empty_tables()
+
+
+def empty_tables() -> None:
+    """Every row of the pass's server database goes; the schema version stays. No-op on SQLite."""
     if not SERVER_DATABASE:
         return
     import psycopg2

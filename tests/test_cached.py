@@ -67,3 +67,24 @@ def test_a_failing_compute_frees_the_fill_for_the_next_reader(cache_file):
     with pytest.raises(RuntimeError):
         cached.read('k', broken, 60)
     assert cached.read('k', lambda: 'fine', 60).status == 'miss'  # at once: no lock left behind
+
+
+def test_a_near_value_is_kept_a_moment_in_the_process_and_a_drop_here_takes_it_at_once(cache_file, monkeypatch):
+    from cache import cache
+    values = iter(['first', 'second', 'third'])
+    assert cached.read_near('sale', lambda: next(values), 60).value == 'first'
+    cache.backend.delete(cache.prefix + 'data:sale')  # another process's write, say: not seen yet
+    assert cached.read_near('sale', lambda: next(values), 60).value == 'first'
+    monkeypatch.setattr(cached, 'NEAR_TTL', 0.2)
+    cached.drop(keys=['sale'])  # this process's own write
+    assert cached.read_near('sale', lambda: next(values), 60).value == 'second'
+    assert cached.read_near('nothing', lambda: None, 60).value is None
+    assert 'nothing' not in cache.near.values  # "no such key" is kept only in the shared cache
+
+
+def test_a_read_begun_before_a_drop_does_not_put_the_old_value_back(cache_file):
+    from cache import cache
+    started = time.monotonic()
+    cached.drop(keys=['sale'])  # the write lands while the read is under way
+    cache.near.put('sale', 'old', since=started, until=started + 60)
+    assert cache.near.get('sale', time.monotonic()) is None
