@@ -55,6 +55,7 @@ class SqliteQueue(SqliteStorage):
         self.enqueues = 0
         self.local = threading.local()
         super().__init__(*args, **kwargs)
+        self.lock = contextlib.nullcontext()  # each thread has its own connection to guard
 
     def _create_connection(self):
         conn = super()._create_connection()
@@ -63,38 +64,17 @@ class SqliteQueue(SqliteStorage):
 
     # A connection per thread, not Huey's one connection behind one lock: in WAL mode readers
     # never wait, and writers wait for each other in SQLite (busy timeout), not in Python. The
-    # embedded consumer's threads spent a third of a flash sale waiting on that lock.
+    # embedded consumer's threads spent a third of a flash sale waiting on that lock. Huey's own
+    # conn, db() and close() do the rest once its connection attribute is per thread.
+    begin_sql = 'begin immediate'
+
     @property
-    def conn(self) -> sqlite3.Connection:
-        if getattr(self.local, 'conn', None) is None:
-            self.local.conn = self._create_connection()
-        return self.local.conn
+    def _conn(self) -> sqlite3.Connection | None:
+        return getattr(self.local, 'conn', None)
 
-    @contextlib.contextmanager
-    def db(self, commit=False, close=False):
-        conn = self.conn
-        cursor = conn.cursor()
-        try:
-            if commit:
-                cursor.execute('begin immediate')
-            yield cursor
-        except Exception:
-            if commit:
-                conn.rollback()
-            raise
-        else:
-            if commit:
-                conn.commit()
-        finally:
-            cursor.close()
-            if close:
-                self.close()
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        conn, self.local.conn = getattr(self.local, 'conn', None), None
-        if conn is not None:
-            conn.close()
+    @_conn.setter
+    def _conn(self, conn: sqlite3.Connection | None) -> None:
+        self.local.conn = conn
 
     def enqueue(self, data, priority=None):
         stub = self.stubs.take()
