@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import redis
 
+from models import use_wal
+from redis_direct import Direct
 from settings import Settings, sqlite_file
 
 log = logging.getLogger('sprig.cache')
@@ -49,6 +51,7 @@ class SqliteBackend:
         self.writes = itertools.count(1)
         self.connections: list[sqlite3.Connection] = []
         self.guard = threading.Lock()
+        use_wal(self.conn())  # once per file: asking on every connection fails under load
         self.conn().execute('CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, '
                             'value TEXT NOT NULL, expires REAL) WITHOUT ROWID')
         self.conn().execute('CREATE INDEX IF NOT EXISTS cache_expires ON cache (expires)')
@@ -59,7 +62,6 @@ class SqliteBackend:
         if conn is None or self.local.pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute('PRAGMA journal_mode=wal')
             conn.execute('PRAGMA synchronous=normal')
             self.local.conn, self.local.pid = conn, os.getpid()
             with self.guard:
@@ -197,7 +199,7 @@ class RedisBackend:
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2,
                                            socket_connect_timeout=1)
         self.delete_script = self.client.register_script(self.DELETE_IF)
-        self.claim_script = self.client.register_script(self.CLAIM)
+        self.claim_script = Direct(self.client.connection_pool).script(self.CLAIM)  # every press runs it
         self.release_script = self.client.register_script(self.RELEASE)
         self.adjust_script = self.client.register_script(self.ADJUST)
 

@@ -339,15 +339,46 @@ def execute_runs(runs: dict[str, list[tuple]], starts: list[Start], huey: 'Sprig
     sql = statements()
     cursor = database.cursor()
     if sql.insert in runs:
-        cursor.executemany(sql.insert, runs.pop(sql.insert))
+        insert_rows(cursor, runs.pop(sql.insert))
+    # A task that started and finished within the batch (most do) gets one statement, not two.
+    pending = {start.task.id: start for start in starts}
+    whole, finishes = [], []
+    for params in runs.pop(sql.finished, []):
+        start = pending.pop(params[-1], None)
+        if start is None:
+            finishes.append(params)
+        else:
+            whole.append((params[0], *start.params[1:3], *params[1:]))
     if starts:
-        cursor.executemany(sql.started, [start.params for start in starts])
-        if cursor.rowcount != len(starts):  # some rows are still in their producer's batch
-            cursor.executemany(sql.insert, [new_row(huey, start.task, 'started') for start in starts])
-            cursor.executemany(sql.started, [start.params for start in starts])
-    for text, params in runs.items():  # the finishes
-        cursor.executemany(text, params)
+        started = [start.params for start in pending.values()]
+        if update_rows(cursor, (sql.started, started), (sql.whole, whole)) != len(starts):
+            # Some rows are still in their producer's batch: insert them here, then update again.
+            insert_rows(cursor, [new_row(huey, start.task, 'started') for start in starts])
+            update_rows(cursor, (sql.started, started), (sql.whole, whole))
+    for text, params in (*runs.items(), (sql.finished, finishes)):  # the other finishes
+        if params:
+            cursor.executemany(text, params)
 
+
+def update_rows(cursor, *runs: tuple[str, list[tuple]]) -> int:
+    """Run each (statement, rows) and return how many rows they changed in all."""
+    changed = 0
+    for text, rows in runs:
+        if rows:
+            cursor.executemany(text, rows)
+            changed += cursor.rowcount
+    return changed
+
+
+def insert_rows(cursor, rows: list[tuple]) -> None:
+    """New records, many to a statement: one round trip (one step of SQLite) for a whole chunk,
+    where executemany takes one per row."""
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start:start + INSERT_CHUNK]
+        cursor.execute(statements().insert_many(len(chunk)), [value for row in chunk for value in row])
+
+
+INSERT_CHUNK = 100  # rows per statement: 1,000 parameters, well under every database's limit
 
 RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
 
@@ -357,6 +388,13 @@ class Statements:
     insert: str  # a new record; nothing when the id exists
     started: str
     finished: str
+    whole: str  # started and finished at once
+    head: str
+    tail: str
+    marks: str
+
+    def insert_many(self, rows: int) -> str:
+        return f'{self.head}{", ".join([self.marks] * rows)}{self.tail}'
 
 
 def statements() -> Statements:
@@ -369,11 +407,15 @@ def statements() -> Statements:
 def statements_for(kind: str, p: str) -> Statements:
     head = 'INSERT OR IGNORE INTO' if 'sqlite' in kind else 'INSERT IGNORE INTO' if 'mysql' in kind else 'INSERT INTO'
     tail = ' ON CONFLICT DO NOTHING' if 'postgres' in kind else ''
-    marks = ', '.join([p] * len(RECORD_COLUMNS))
+    marks = f'({", ".join([p] * len(RECORD_COLUMNS))})'
+    into = f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES '
     return Statements(
-        insert=f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES ({marks}){tail}',
+        insert=f'{into}{marks}{tail}',
         started=f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p} WHERE id = {p}',
         finished=f'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p} WHERE id = {p}',
+        whole=(f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p}, finished_at = {p}, '
+               f'error = {p}, result = {p} WHERE id = {p}'),
+        head=into, tail=tail, marks=marks,
     )
 
 

@@ -19,7 +19,6 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
-    OperationalError,
     Query,
     SqliteDatabase,
     TextField,
@@ -309,7 +308,7 @@ def create_tables() -> int:
     database has not had run in order. Returns how many ran (a fresh database needs none)."""
     with database.connection_context():
         if isinstance(database.obj, SqliteDatabase):
-            use_wal()
+            use_wal(database.connection())
         fresh = not database.table_exists(User._meta.table_name)
         database.create_tables(MODELS, safe=True)
         return upgrade(fresh)
@@ -348,15 +347,16 @@ def upgrade(fresh: bool) -> int:
     return ran
 
 
-def use_wal(timeout: float = 10) -> None:
-    """Switch a SQLite file to WAL once. The switch needs the file to itself and SQLite does not
-    wait for that (no busy handler): two processes starting on a fresh file failed 13 times in
-    30 with "database is locked". So it is retried, like Huey's own switch."""
+def use_wal(conn: sqlite3.Connection, timeout: float = 10) -> None:
+    """Switch a SQLite file to WAL once (the database's, the SQLite cache's). The switch needs the
+    file to itself and SQLite does not wait for that (no busy handler): two processes starting on
+    a fresh file failed 13 times in 30 with "database is locked". So it is retried, like Huey's own
+    switch."""
     deadline = time.monotonic() + timeout
-    while database.execute_sql('PRAGMA journal_mode').fetchone()[0] != 'wal':
+    while conn.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
         try:
-            database.execute_sql('PRAGMA journal_mode = wal')
-        except OperationalError as exc:
+            conn.execute('PRAGMA journal_mode = wal')
+        except sqlite3.OperationalError as exc:
             if 'locked' not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
