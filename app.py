@@ -1,6 +1,6 @@
 """Sprig's web app and command line.
 
-    python app.py [serve] [--host H] [--port N] [--threads N] [--no-consumer]
+    python app.py [serve] [--host H] [--port N] [--threads N] [--processes N] [--no-consumer]
     python app.py initdb | migrate | seed | ping [--timeout S]
     python app.py create-admin NAME [--password-stdin] [--mobile M]
     python app.py backup PATH [--force]
@@ -10,11 +10,13 @@ create_app(settings) builds the Bottle app. Importing this module starts no serv
 consumer; it does read the settings and open the queue and cache files (via tasks). `serve`
 creates missing tables and runs pending migrations, adds the demo data to an empty database,
 then serves with Waitress and, unless
---no-consumer, a Huey consumer in the same process.
+--no-consumer, a Huey consumer in the same process. With --processes N (or [app] processes),
+N web processes share the listening socket and the consumer runs in their parent (workers.py).
 """
 import argparse
 import contextlib
 import functools
+import gc
 import getpass
 import logging
 import re
@@ -41,6 +43,7 @@ import demo
 import models
 import seckill
 import tasks
+import workers
 from api import ApiError, Doc, ok, to_json
 from auth import Auth
 from banner_api import install_banner_api
@@ -233,36 +236,57 @@ def install_health(app: Bottle) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = tasks.settings
-    if args.no_consumer and scheme(settings.cache.url) == 'memory':
-        return fail('[cache] url: memory:// cannot be shared with a separate consumer; '
-                    'use sqlite:/// or redis://')
-    app = create_app(settings)
-    try:
-        prepare_database()
-    except peewee.DatabaseError as exc:
-        return fail(f'database unavailable ({masked(settings.database.url)}): {exc}')
+    child = args.child  # one of several web processes (workers.py)
+    processes = 1 if child else args.processes or settings.app.processes
+    if (args.no_consumer or processes > 1 or child) and scheme(settings.cache.url) == 'memory':
+        return fail('[cache] url: memory:// cannot be shared with a separate consumer or other web '
+                    'processes; use sqlite:/// or redis://')
+    if not child:  # the parent prepared it
+        try:
+            prepare_database()
+        except peewee.DatabaseError as exc:
+            return fail(f'database unavailable ({masked(settings.database.url)}): {exc}')
     host, port = args.host or settings.app.host, args.port or settings.app.port
+    threads = args.threads or settings.app.threads
     try:
-        server = waitress.create_server(
-            app, host=host, port=port, threads=args.threads or settings.app.threads,
-            # Waitress buffers bodies before the app sees them (to disk past 512 KB); this bounds
-            # that buffer. The app's own JSON 413 answers everything below it.
-            max_request_body_size=max(64 * settings.app.max_body_kb * 1024, 16 * 1024 * 1024),
-            **proxy_options(settings.app.trusted_proxy))
+        if processes > 1:
+            run = workers.Pool(host, port, processes, threads).run
+        else:
+            where = {'sockets': [workers.listen(host, port)]} if child else {'host': host, 'port': port}
+            run = make_server(settings, threads, where).run
     except OSError as exc:
         return fail(f'cannot listen on {host}:{port}: {exc.strerror}')
-    consumer = None if args.no_consumer else tasks.start_embedded_consumer()
-    print(banner(settings, host, port, consumer is not None), flush=True)
+    consumer = None if args.no_consumer or child else tasks.start_embedded_consumer()
+    if child:
+        workers.exit_with_parent()
+    else:
+        print(banner(settings, host, port, consumer is not None, processes), flush=True)
+    # What start-up made lives as long as the process: out of the collector's way, a full
+    # collection during a flash sale took 31-38 ms per web process, a stall for every request.
+    gc.collect()
+    gc.freeze()
     # Both stop like Ctrl-C, also when started in the background, which leaves SIGINT ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)
     try:
-        server.run()  # returns on KeyboardInterrupt, after closing the listener
+        run()  # returns on KeyboardInterrupt, after closing the listener
     except KeyboardInterrupt:
         pass
+    except workers.PoolFailed as exc:
+        return fail(str(exc))
     finally:
         stop(consumer)
     return 0
+
+
+def make_server(settings: Settings, threads: int, where: dict) -> waitress.server.BaseWSGIServer:
+    """A Waitress server for the app, listening `where` (host and port, or sockets)."""
+    return waitress.create_server(
+        create_app(settings), threads=threads,
+        # Waitress buffers bodies before the app sees them (to disk past 512 KB); this bounds
+        # that buffer. The app's own JSON 413 answers everything below it.
+        max_request_body_size=max(64 * settings.app.max_body_kb * 1024, 16 * 1024 * 1024),
+        **proxy_options(settings.app.trusted_proxy), **where)
 
 
 def proxy_options(proxy: str) -> dict:
@@ -282,9 +306,10 @@ def stop(consumer: tasks.EmbeddedConsumer | None) -> None:
     log.info('stopped')
 
 
-def banner(settings: Settings, host: str, port: int, embedded: bool) -> str:
+def banner(settings: Settings, host: str, port: int, embedded: bool, processes: int) -> str:
     mode = f'embedded consumer, {settings.queue.workers} workers' if embedded else 'no consumer'
-    return (f'Sprig on http://{host}:{port}/\n'
+    web = f' ({processes} web processes)' if processes > 1 else ''
+    return (f'Sprig on http://{host}:{port}/{web}\n'
             f'  database {masked(settings.database.url)}\n'
             f'  queue    {masked(settings.queue.url)} ({settings.queue.name}; {mode})\n'
             f'  cache    {masked(settings.cache.url)}\n'
@@ -378,6 +403,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument('--host', help='address to listen on (default [app] host)')
     run.add_argument('--port', type=int, help='port to listen on (default [app] port)')
     run.add_argument('--threads', type=int, help='Waitress threads (default [app] threads)')
+    run.add_argument('--processes', type=int, help='web processes (default [app] processes)')
+    run.add_argument('--child', action='store_true', help=argparse.SUPPRESS)  # one of --processes N
     run.add_argument('--no-consumer', action='store_true',
                      help='do not run tasks here; a huey_consumer process runs them')
     commands.add_parser('initdb', help='create missing tables and run pending migrations')

@@ -43,6 +43,7 @@ class AppSettings:
     debug: bool
     data_dir: Path
     threads: int = limits(1, 256)
+    processes: int = limits(1, 64)
     max_body_kb: int = limits(1)
     trusted_proxy: str
     timezone: str

@@ -1,8 +1,10 @@
 """The three ways to run Sprig, with real processes stopped by their pid.
 
-python app.py (SQLite everywhere, embedded consumer); serve --no-consumer beside huey_consumer on
-the SQLite queue and on Redis; waitress-serve with the factory; and the app on PostgreSQL.
+python app.py (SQLite everywhere, embedded consumer), also with several web processes; serve
+--no-consumer beside huey_consumer on the SQLite queue and on Redis; waitress-serve with the
+factory; and the app on PostgreSQL.
 """
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 from conftest import (
     SECRET,
     free_port,
+    get_json,
     huey_consumer,
     process_env,
     python,
@@ -115,11 +118,65 @@ def test_memory_cache_is_refused_beside_a_separate_consumer(tmp_path, command):
     assert 'Traceback' not in done.stderr
 
 
-def test_port_in_use_is_one_clear_line(spawn, tmp_path):
+def children(pid: int) -> set[int]:
+    found = subprocess.run(['pgrep', '-P', str(pid)], capture_output=True, text=True)
+    return {int(line) for line in found.stdout.split()}
+
+
+def alive(pid: int) -> bool:
+    """Running: not gone, nor a zombie (an orphan's may wait long for a reaper)."""
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def wait_for(check, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    pytest.fail(f'not within {timeout} s: {check}')
+
+
+def test_several_web_processes_share_the_port_and_are_kept_running(spawn, tmp_path):
     env = process_env(tmp_path)
-    server = serve(spawn, env, 'serve', '--no-consumer')
+    server = serve(spawn, env, 'serve', '--processes', '2')
+    port = int(server.proc.args[-1])
+    assert '(2 web processes)' in server.stdout()
+    first = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid))
+    pong = run_ping(env)
+    assert pong.returncode == 0 and f'pid {server.pid} in' in pong.stdout  # the parent runs the consumer
+    statuses = [get_json(f'http://127.0.0.1:{port}/api/v1/health')[0] for _ in range(20)]
+    assert statuses == [200] * 20
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)  # a child that dies is replaced
+    again = wait_for(lambda: len(children(server.pid)) == 2 and victim not in children(server.pid)
+                     and children(server.pid))
+    assert get_json(f'http://127.0.0.1:{port}/api/v1/health')[0] == 200
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM, timeout=15) == 0
+    assert time.monotonic() - started < 8
+    assert not any(alive(pid) for pid in again)
+    assert 'Traceback' not in server.stderr()
+
+
+def test_web_processes_stop_when_their_parent_is_killed(spawn, tmp_path):
+    server = serve(spawn, process_env(tmp_path), 'serve', '--processes', '2', '--no-consumer')
+    kids = wait_for(lambda: len(children(server.pid)) == 2 and children(server.pid))
+    server.stop(signal.SIGKILL)
+    wait_for(lambda: not any(alive(pid) for pid in kids))
+
+
+@pytest.mark.parametrize('serving', [('serve', '--no-consumer'), ('serve', '--no-consumer', '--processes', '2')],
+                         ids=['one process', 'several'])
+@pytest.mark.parametrize('starting', [(), ('--processes', '2')], ids=['one process', 'several'])
+def test_port_in_use_is_one_clear_line(spawn, tmp_path, serving, starting):
+    env = process_env(tmp_path)
+    server = serve(spawn, env, *serving)
     port = server.proc.args[-1]
-    done = subprocess.run(python('app.py', '--port', port), cwd=PROJECT_DIR, env=env,
+    done = subprocess.run(python('app.py', *starting, '--port', port), cwd=PROJECT_DIR, env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert f'cannot listen on 127.0.0.1:{port}' in done.stderr and 'Traceback' not in done.stderr
