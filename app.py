@@ -236,31 +236,42 @@ def install_health(app: Bottle) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     settings = tasks.settings
-    child = args.child  # one of several web processes (workers.py)
+    child = args.parent is not None  # one of the web processes of --processes N
     processes = 1 if child else args.processes or settings.app.processes
     if (args.no_consumer or processes > 1 or child) and scheme(settings.cache.url) == 'memory':
         return fail('[cache] url: memory:// cannot be shared with a separate consumer or other web '
                     'processes; use sqlite:/// or redis://')
-    if not child:  # the parent prepared it
+    if not child:  # its parent prepared the database
         try:
             prepare_database()
         except peewee.DatabaseError as exc:
             return fail(f'database unavailable ({masked(settings.database.url)}): {exc}')
     host, port = args.host or settings.app.host, args.port or settings.app.port
-    threads = args.threads or settings.app.threads
     try:
-        if processes > 1:
-            run = workers.Pool(host, port, processes, threads).run
-        else:
-            where = {'sockets': [workers.listen(host, port)]} if child else {'host': host, 'port': port}
-            run = make_server(settings, threads, where).run
+        run = serving(settings, host, port, processes, args.threads or settings.app.threads, child)
     except OSError as exc:
         return fail(f'cannot listen on {host}:{port}: {exc.strerror}')
     consumer = None if args.no_consumer or child else tasks.start_embedded_consumer()
     if child:
-        workers.exit_with_parent()
+        workers.exit_with_parent(args.parent)
     else:
         print(banner(settings, host, port, consumer is not None, processes), flush=True)
+    return run_until_stopped(run, consumer)
+
+
+def serving(settings: Settings, host: str, port: int, processes: int, threads: int,
+            child: bool) -> Callable[[], None]:
+    """What serves: a pool of web processes, or this process's own Waitress server.
+
+    :raise OSError: the address cannot be had.
+    """
+    if processes > 1:
+        return workers.Pool(host, port, processes, threads).run
+    where = {'sockets': [workers.listen(host, port)]} if child else {'host': host, 'port': port}
+    return make_server(settings, threads, where).run
+
+
+def run_until_stopped(run: Callable[[], None], consumer: tasks.EmbeddedConsumer | None) -> int:
     # What start-up made lives as long as the process: out of the collector's way, a full
     # collection during a flash sale took 31-38 ms per web process, a stall for every request.
     gc.collect()
@@ -271,7 +282,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         run()  # returns on KeyboardInterrupt, after closing the listener
     except KeyboardInterrupt:
-        pass
+        if consumer is None:  # nothing a second signal could cut short (systemd signals a pool's every process)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
     except workers.PoolFailed as exc:
         return fail(str(exc))
     finally:
@@ -404,7 +417,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument('--port', type=int, help='port to listen on (default [app] port)')
     run.add_argument('--threads', type=int, help='Waitress threads (default [app] threads)')
     run.add_argument('--processes', type=int, help='web processes (default [app] processes)')
-    run.add_argument('--child', action='store_true', help=argparse.SUPPRESS)  # one of --processes N
+    run.add_argument('--parent', type=int, help=argparse.SUPPRESS)  # the pid of a --processes N parent
     run.add_argument('--no-consumer', action='store_true',
                      help='do not run tasks here; a huey_consumer process runs them')
     commands.add_parser('initdb', help='create missing tables and run pending migrations')

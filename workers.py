@@ -2,7 +2,7 @@
 
 Python runs one thread at a time per process, so one Waitress process uses one core however
 many threads it has. Here the parent holds the address and starts N children, `python app.py
-serve --child`, each listening on it with SO_REUSEPORT (the kernel hands each connection to one
+serve --parent PID`, each listening on it with SO_REUSEPORT (the kernel hands each connection to one
 of them). The parent serves nothing itself: it runs the embedded consumer, if any, starts a
 child again should one die, and stops them all on SIGINT or SIGTERM.
 """
@@ -53,8 +53,8 @@ class Pool:
         self.children: list[tuple[subprocess.Popen, float]] = []  # (process, started at)
 
     def spawn(self) -> tuple[subprocess.Popen, float]:
-        args = [sys.executable, str(APP), 'serve', '--child', '--host', self.host, '--port', str(self.port),
-                '--threads', str(self.threads)]
+        args = [sys.executable, str(APP), 'serve', '--parent', str(os.getpid()), '--host', self.host,
+                '--port', str(self.port), '--threads', str(self.threads)]
         # Its own session: a Ctrl-C in the terminal reaches the parent, which stops the children.
         child = subprocess.Popen(args, start_new_session=True)
         return child, time.monotonic()
@@ -96,9 +96,9 @@ class Pool:
                 child.wait()
 
 
-def exit_with_parent() -> None:
-    """In a child: stop (gracefully, SIGTERM) once the parent is gone, even if it was SIGKILLed."""
-    parent = os.getppid()
+def exit_with_parent(parent: int) -> None:
+    """In a child: stop (gracefully, SIGTERM) once the parent is gone, even if it was SIGKILLed,
+    and even before this child got here: its pid comes from the command line."""
 
     def watch() -> None:
         while os.getppid() == parent:
