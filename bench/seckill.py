@@ -1,7 +1,7 @@
 """A flash sale ("seckill") under a storm of presses, in the two ways the app runs: how fast
 presses are answered, how soon every accepted press has its outcome, and whether the sale stayed sound.
 
-    .venv/bin/python bench/seckill.py [--users U] [--stock S] [--clients C] [--quick] [--consumer-nice N]
+    .venv/bin/python bench/seckill.py [--users U] [--stock S] [--clients C] [--quick]
 
 Prints one JSON line; about 45 s on a 2-core machine, 15 s with --quick (100 users, 50 units).
 Each mode gets a fresh data directory, a free port and processes started here (this process, the
@@ -9,9 +9,7 @@ orchestrator, never imports the app): embedded is `python app.py --port P` (Wait
 embedded consumer, SPRIG_QUEUE_WORKERS=4, SQLite for the database, queue and cache), run at C
 clients and again at Django's 32 (its verdicts come from that run); redis is `python app.py serve
 --no-consumer --processes 2 --threads 8` (two web processes, one per core) beside two
-`huey_consumer tasks.huey -w 4 -k thread -q` under `nice -n 10` (--consumer-nice: a task can
-wait a few ms, a press should not; docs/deploy.md advises the same for consumers sharing a
-machine with the web), queue and cache on Redis 127.0.0.1:6379/14 named
+`huey_consumer tasks.huey -w 4 -k thread -q`, queue and cache on Redis 127.0.0.1:6379/14 named
 bench<random> (only keys containing it are deleted afterwards; Redis unreachable: {"skipped":
 ...}), the database a SQLite file.
 First a helper (this file with --prepare, in the mode's environment) creates the tables, U users
@@ -289,7 +287,7 @@ def soundness(database: Path, stock: int) -> dict:
             'duplicate_live_orders': len(doubles), 'negative_stock': stock_left < 0}
 
 
-def measure(work: Path, mode: str, users: int, stock: int, clients: int, nice: int = 0) -> dict:
+def measure(work: Path, mode: str, users: int, stock: int, clients: int) -> dict:
     data, name, port = work / f'{mode}-{clients}', f'bench{secrets.token_hex(4)}', free_port()
     data.mkdir()
     env = child_env(data, port, mode, name)
@@ -306,8 +304,7 @@ def measure(work: Path, mode: str, users: int, stock: int, clients: int, nice: i
         else:
             children.append(start([sys.executable, 'app.py', 'serve', '--no-consumer', '--processes',
                                    str(WEB_PROCESSES), '--threads', '8', '--port', str(port)], env, data, 'server'))
-            children += [start(['nice', '-n', str(nice), str(bin_dir / 'huey_consumer'), 'tasks.huey', '-w', '4',
-                                '-k', 'thread', '-q'],
+            children += [start([str(bin_dir / 'huey_consumer'), 'tasks.huey', '-w', '4', '-k', 'thread', '-q'],
                                env, data, f'consumer{n}') for n in (1, 2)]
         problem = wait_ready(port, data, max(1, len(children) - 1), children)
         if problem:
@@ -364,8 +361,6 @@ def main() -> None:
     parser.add_argument('--stock', type=int, default=500, help='units on sale (default 500)')
     parser.add_argument('--clients', type=int, default=64, help='client threads pressing (default 64)')
     parser.add_argument('--quick', action='store_true', help='a smoke run: 100 users, 50 units')
-    parser.add_argument('--consumer-nice', type=int, default=10,
-                        help="the redis mode's consumers' niceness (default 10, as docs/deploy.md advises)")
     parser.add_argument('--prepare', action='store_true', help=argparse.SUPPRESS)  # the helper process
     args = parser.parse_args()
     users, stock = (100, 50) if args.quick else (args.users, args.stock)
@@ -375,14 +370,14 @@ def main() -> None:
 
     started = time.monotonic()
     results: dict = {'users': users, 'stock': stock, 'presses': users * PRESSES, 'clients': args.clients,
-                     'consumer_nice': args.consumer_nice, 'targets': TARGETS}
+                     'targets': TARGETS}
     with tempfile.TemporaryDirectory(prefix='sprig-bench-seckill-', ignore_cleanup_errors=True) as tmp:
         results['embedded'] = measure(Path(tmp), 'embedded', users, stock, args.clients)
         if args.clients != DJANGO_CLIENTS:  # like for like with Django's figures
             results['embedded_at_django_clients'] = measure(Path(tmp), 'embedded', users, stock, DJANGO_CLIENTS)
         missing = redis_missing()
         results['redis'] = {'skipped': missing} if missing else measure(Path(tmp), 'redis', users, stock,
-                                                                         args.clients, args.consumer_nice)
+                                                                         args.clients)
     results['met'] = verdicts(results)
     results['seconds'] = round(time.monotonic() - started, 1)
     print(json.dumps(results))
