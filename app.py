@@ -277,19 +277,27 @@ def run_until_stopped(run: Callable[[], None], consumer: tasks.EmbeddedConsumer 
     gc.collect()
     gc.freeze()
     # Both stop like Ctrl-C, also when started in the background, which leaves SIGINT ignored.
+    # With a consumer a second one cuts its wait for running tasks short; without, later ones
+    # are ignored: systemd signals every process of a pool, which its parent signals again, and
+    # a second KeyboardInterrupt would cut short Waitress's wait for the requests in flight.
+    handler = signal.default_int_handler if consumer else stop_once
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.default_int_handler)
+        signal.signal(signum, handler)
     try:
-        run()  # returns on KeyboardInterrupt, after closing the listener
+        run()  # returns on KeyboardInterrupt, after closing the listener and answering what came
     except KeyboardInterrupt:
-        if consumer is None:  # nothing a second signal could cut short (systemd signals a pool's every process)
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_IGN)
+        pass
     except workers.PoolFailed as exc:
         return fail(str(exc))
     finally:
         stop(consumer)
     return 0
+
+
+def stop_once(signum: int, frame) -> None:
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def make_server(settings: Settings, threads: int, where: dict) -> waitress.server.BaseWSGIServer:
@@ -409,14 +417,24 @@ def fail(message: str) -> int:
     return 1
 
 
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from low to high, as config.ini's own limits."""
+    def convert(text: str) -> int:
+        number = int(text)
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f'{number} is out of range ({low} to {high})')
+        return number
+    return convert
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='app.py', description='Sprig course shop')
     commands = parser.add_subparsers(dest='command')
     run = commands.add_parser('serve', help='serve the site (the default command)')
     run.add_argument('--host', help='address to listen on (default [app] host)')
     run.add_argument('--port', type=int, help='port to listen on (default [app] port)')
-    run.add_argument('--threads', type=int, help='Waitress threads (default [app] threads)')
-    run.add_argument('--processes', type=int, help='web processes (default [app] processes)')
+    run.add_argument('--threads', type=whole(1, 256), help='Waitress threads (default [app] threads)')
+    run.add_argument('--processes', type=whole(1, 64), help='web processes (default [app] processes)')
     run.add_argument('--parent', type=int, help=argparse.SUPPRESS)  # the pid of a --processes N parent
     run.add_argument('--no-consumer', action='store_true',
                      help='do not run tasks here; a huey_consumer process runs them')

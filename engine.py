@@ -340,24 +340,29 @@ def execute_runs(runs: dict[str, list[tuple]], starts: list[Start], huey: 'Sprig
     cursor = database.cursor()
     if sql.insert in runs:
         insert_rows(cursor, runs.pop(sql.insert))
-    # A task that started and finished within the batch (most do) gets one statement, not two.
-    pending = {start.task.id: start for start in starts}
-    whole, finishes = [], []
-    for params in runs.pop(sql.finished, []):
-        start = pending.pop(params[-1], None)
-        if start is None:
-            finishes.append(params)
-        else:
-            whole.append((params[0], *start.params[1:3], *params[1:]))
-    if starts:
-        started = [start.params for start in pending.values()]
-        if update_rows(cursor, (sql.started, started), (sql.whole, whole)) != len(starts):
-            # Some rows are still in their producer's batch: insert them here, then update again.
-            insert_rows(cursor, [new_row(huey, start.task, 'started') for start in starts])
-            update_rows(cursor, (sql.started, started), (sql.whole, whole))
+    started, whole, finishes = paired(starts, runs.pop(sql.finished, []))
+    if starts and update_rows(cursor, (sql.started, started), (sql.whole, whole)) != len(starts):
+        # Some rows are still in their producer's batch: insert them here, then update again.
+        insert_rows(cursor, [new_row(huey, start.task, 'started') for start in starts])
+        update_rows(cursor, (sql.started, started), (sql.whole, whole))
     for text, params in (*runs.items(), (sql.finished, finishes)):  # the other finishes
         if params:
             cursor.executemany(text, params)
+
+
+def paired(starts: list[Start], finishes: list[tuple]) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """(starts alone, starts with their finish, finishes alone) as statement parameters: a task
+    that started and finished within one batch (most do) gets one statement, not two."""
+    pending = {start.task.id: start for start in starts}
+    whole, alone = [], []
+    for state, finished_at, error, result, task_id in finishes:
+        start = pending.pop(task_id, None)
+        if start is None:
+            alone.append((state, finished_at, error, result, task_id))
+        else:
+            _, started_at, consumer, _ = start.params
+            whole.append((state, started_at, consumer, finished_at, error, result, task_id))
+    return [start.params for start in pending.values()], whole, alone
 
 
 def update_rows(cursor, *runs: tuple[str, list[tuple]]) -> int:
@@ -378,7 +383,7 @@ def insert_rows(cursor, rows: list[tuple]) -> None:
         cursor.execute(statements().insert_many(len(chunk)), [value for row in chunk for value in row])
 
 
-INSERT_CHUNK = 100  # rows per statement: 1,000 parameters, well under every database's limit
+INSERT_CHUNK = 99  # rows per statement: 990 parameters, under the 999 of SQLite before 3.32
 
 RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
 

@@ -13,11 +13,11 @@ import time
 import redis
 from huey.storage import RedisStorage, SqliteStorage
 
-from redis_direct import Direct
+from redis_direct import BROKEN, Direct
 from settings import scheme, sqlite_file
 
 QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
-LOST_REPLY_ERRORS = (redis.ConnectionError, redis.TimeoutError)  # a reply may be lost with them
+LOST_REPLY_ERRORS = BROKEN  # a reply may be lost with them
 
 PURGE_EVERY = 1000  # SQLite enqueues between two purges of expired stubs
 
@@ -123,11 +123,10 @@ class RedisQueue(RedisStorage):
         return self.enqueue_stubbed(keys=[self.stub_key(task_id), self.queue_key], args=[value, ttl, data])
 
     def dequeue(self):
-        try:
-            # Never sent twice: a BRPOP whose reply was lost took a task, and the engine must know.
-            reply = self.direct.command('BRPOP', self.queue_key, self.read_timeout, retry=False)
-        except redis.TimeoutError:
-            return None  # as Huey's: an idle read that timed out
+        # Never sent twice: a BRPOP whose reply was lost took a task, and the engine must know
+        # (SprigHuey.dequeue). Huey takes a timeout for an idle read, but an idle BRPOP ends
+        # after read_timeout (1 s) with no reply, so the socket's timeout (5 s) means Redis stalled.
+        reply = self.direct.command('BRPOP', self.queue_key, self.read_timeout, retry=False)
         return None if reply is None else reply[1]
 
     def peek_many(self, keys):

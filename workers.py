@@ -26,22 +26,35 @@ class PoolFailed(Exception):
     """A web process could not start."""
 
 
-def reserve(host: str, port: int) -> socket.socket:
-    """The parent's hold on the address: bound with SO_REUSEPORT but not listening, so that only
-    the children's sockets (see listen) take connections, which the kernel spreads evenly over
-    them; one shared listening socket gave 38 and 26 of 64 connections to two children."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.bind(address)  # refused while anything holds the port, another pool of ours too
+def resolve(host: str, port: int) -> tuple:
+    """The first address `host` names (the parent's and every child's, which get it numeric)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+
+
+def bind(host: str, port: int, *options: int) -> socket.socket:
+    """A socket bound to the address, with SO_REUSEADDR (a restart is not refused over the last
+    run's connections in TIME_WAIT; a listener still refuses it) and the given options."""
+    family, kind, proto, _, address = resolve(host, port)
     sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    for option in (socket.SO_REUSEADDR, *options):
+        sock.setsockopt(socket.SOL_SOCKET, option, 1)
     sock.bind(address)
     return sock
 
 
+def reserve(host: str, port: int) -> socket.socket:
+    """The parent's hold on the address: bound with SO_REUSEPORT but not listening, so that only
+    the children's sockets (see listen) take connections, which the kernel spreads evenly over
+    them; one shared listening socket gave 38 and 26 of 64 connections to two children."""
+    bind(host, port).close()  # refused while anything listens there, another pool of ours too
+    return bind(host, port, socket.SO_REUSEPORT)
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A child's own listening socket on the parent's address."""
-    return socket.create_server((host, port), backlog=1024, reuse_port=True)
+    sock = bind(host, port, socket.SO_REUSEPORT)
+    sock.listen(1024)
+    return sock
 
 
 class Pool:
@@ -49,7 +62,8 @@ class Pool:
 
     def __init__(self, host: str, port: int, size: int, threads: int):
         self.sock = reserve(host, port)
-        self.host, self.port, self.size, self.threads = host, port, size, threads
+        self.host = self.sock.getsockname()[0]  # numeric: every child binds the very same address
+        self.port, self.size, self.threads = port, size, threads
         self.children: list[tuple[subprocess.Popen, float]] = []  # (process, started at)
 
     def spawn(self) -> tuple[subprocess.Popen, float]:

@@ -69,3 +69,13 @@ def test_a_script_redis_does_not_know_yet_is_sent_whole(direct, redis_prefix):
     key = f'{redis_prefix}n'
     assert script(keys=[key], args=[2]) == 2
     assert script(keys=[key], args=[3]) == 5  # by digest now
+
+
+def test_a_finished_thread_gives_its_connection_back(direct):
+    thread = threading.Thread(target=lambda: direct.command('PING'))
+    thread.start()
+    thread.join()
+    import gc
+    gc.collect()
+    assert not direct.pool._in_use_connections  # none kept for the thread that ended
+    assert direct.command('PING') is not None  # this thread takes one again

@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -162,6 +164,48 @@ def test_several_web_processes_share_the_port_and_are_kept_running(spawn, tmp_pa
     assert time.monotonic() - started < 8
     assert not any(alive(pid) for pid in again)
     assert 'Traceback' not in server.stderr()
+
+
+SLOW_SERVER = """
+import sys, time, waitress, app, workers
+def slow(environ, start_response):
+    time.sleep(1.5)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'done']
+server = waitress.create_server(slow, sockets=[workers.listen('127.0.0.1', int(sys.argv[1]))], threads=2)
+print('ready', flush=True)
+sys.exit(app.run_until_stopped(server.run, None))
+"""
+
+
+def test_a_second_stop_signal_does_not_cut_short_the_requests_in_flight(tmp_path):
+    """systemd signals every process of a pool, and the parent signals its children again."""
+    port = free_port()
+    server = subprocess.Popen(python('-c', SLOW_SERVER, str(port)), cwd=PROJECT_DIR, env=process_env(tmp_path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == 'ready'
+    reply: dict = {}
+    asking = threading.Thread(target=lambda: reply.update(body=urllib.request.urlopen(
+        f'http://127.0.0.1:{port}/', timeout=10).read()))
+    asking.start()
+    time.sleep(0.3)
+    server.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    server.send_signal(signal.SIGTERM)
+    asking.join()
+    _, errors = server.communicate(timeout=10)
+    assert reply == {'body': b'done'} and server.returncode == 0, errors
+
+
+def test_a_pool_starts_again_at_once_on_the_same_port(spawn, tmp_path):
+    """Over the last run's connections, still in TIME_WAIT."""
+    env = process_env(tmp_path)
+    first = serve(spawn, env, 'serve', '--no-consumer', '--processes', '2')
+    port = first.proc.args[-1]
+    assert first.stop(signal.SIGTERM) == 0
+    again = spawn(python('app.py', 'serve', '--no-consumer', '--processes', '2', '--port', port), env, 'again')
+    status, _ = wait_http(f'http://127.0.0.1:{port}/api/v1/health', again)
+    assert status == 200
 
 
 def test_web_processes_stop_when_their_parent_is_killed(spawn, tmp_path):
