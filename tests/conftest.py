@@ -154,6 +154,32 @@ def counting_queries():
         peewee_log.setLevel(level)
 
 
+@contextlib.contextmanager
+def waitress_thread(app, threads: int):
+    """A real Waitress server for `app` on a free port, its loop in a thread, closed at the end.
+    Closing it under the loop's select() makes that select fail (EBADF): expected then, not a
+    failure of the test that happens to run next."""
+    import waitress
+    server = waitress.create_server(app, host='127.0.0.1', port=0, threads=threads)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:
+            if not closing.is_set():
+                raise
+
+    loop = threading.Thread(target=run, daemon=True)
+    loop.start()
+    try:
+        yield server
+    finally:
+        closing.set()
+        server.close()
+        loop.join(5)
+
+
 def together(jobs: list) -> list:
     """Run each job in a thread of its own, all released at once; their results, in order."""
     results = [None] * len(jobs)

@@ -2,13 +2,11 @@
 import http.client
 import json
 import logging
-import threading
 
 import peewee
 import pytest
-import waitress
 import webtest
-from conftest import make_settings
+from conftest import make_settings, waitress_thread
 
 import app as sprig_app
 import models
@@ -93,19 +91,17 @@ def test_oversized_body_by_declared_length(tmp_path):
 
 
 def test_oversized_body_sent_chunked_to_a_real_server(app):
-    server = waitress.create_server(app, host='127.0.0.1', port=0, threads=2)
-    threading.Thread(target=server.run, daemon=True).start()
-    conn = http.client.HTTPConnection('127.0.0.1', server.effective_port, timeout=10)
-    try:
-        chunks = (b'{"pad": "' + b'x' * 500, b'x' * 500, b'x' * 500 + b'"}')
-        conn.request('POST', '/api/v1/test/echo', body=iter(chunks),
-                     headers={'Content-Type': 'application/json'}, encode_chunked=True)
-        reply = conn.getresponse()
-        assert reply.status == 413
-        assert json.loads(reply.read())['code'] == 413
-    finally:
-        conn.close()
-        server.close()
+    with waitress_thread(app, threads=2) as server:
+        conn = http.client.HTTPConnection('127.0.0.1', server.effective_port, timeout=10)
+        try:
+            chunks = (b'{"pad": "' + b'x' * 500, b'x' * 500, b'x' * 500 + b'"}')
+            conn.request('POST', '/api/v1/test/echo', body=iter(chunks),
+                         headers={'Content-Type': 'application/json'}, encode_chunked=True)
+            reply = conn.getresponse()
+            assert reply.status == 413
+            assert json.loads(reply.read())['code'] == 413
+        finally:
+            conn.close()
 
 
 def test_crash_answers_500_with_a_request_id_and_logs_the_traceback(client, caplog):

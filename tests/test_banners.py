@@ -1,7 +1,6 @@
 """Home banners: the cached list and its ETags, admin writes seen on the next read, the second
 delete, the periodic rebuild with a real consumer, a cache that is down, and a miss storm."""
 import logging
-import threading
 import time
 import urllib.request
 
@@ -16,8 +15,8 @@ from conftest import (
     process_env,
     together,
     wait_until,
+    waitress_thread,
 )
-from waitress.server import create_server
 
 import app as sprig_app
 import banners
@@ -158,18 +157,14 @@ def test_cache_down_reads_come_from_the_database(shop, tmp_path, caplog):
 
 
 def test_fifty_concurrent_cold_requests_run_one_query(shop):
-    server = create_server(shop.app, host='127.0.0.1', port=0, threads=50)
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f'http://127.0.0.1:{server.effective_port}/api/v1/home/banners'
+    with waitress_thread(shop.app, threads=50) as server:
+        url = f'http://127.0.0.1:{server.effective_port}/api/v1/home/banners'
 
-    def fetch() -> tuple:
-        with urllib.request.urlopen(url, timeout=30) as reply:
-            return reply.status, reply.headers['X-Cache'], reply.read()
-    try:
+        def fetch() -> tuple:
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                return reply.status, reply.headers['X-Cache'], reply.read()
         with counting_queries() as statements:
             answers = together([fetch] * 50)
-    finally:
-        server.close()
     assert len(answers) == 50 and {status for status, _, _ in answers} == {200}
     assert len({body for _, _, body in answers}) == 1
     assert len([sql for sql in statements if 'FROM "banner"' in sql]) == 1

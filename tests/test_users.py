@@ -6,9 +6,8 @@ import threading
 import time
 
 import pytest
-import waitress
 import webtest
-from conftest import SECRET, make_settings, process_env, python, together
+from conftest import SECRET, make_settings, process_env, python, together, waitress_thread
 
 import app as sprig_app
 import models
@@ -123,13 +122,9 @@ def test_twenty_concurrent_registrations_of_one_username(tmp_path):
     for mobile in mobiles:
         send_code(client, mobile)
         bodies.append(registration(last_code(tmp_path, mobile), mobile=mobile, username='popular'))
-    server = waitress.create_server(client.app, host='127.0.0.1', port=0, threads=8)
-    threading.Thread(target=server.run, daemon=True).start()
-    try:
+    with waitress_thread(client.app, threads=8) as server:
         statuses = together([functools.partial(post, server.effective_port, '/api/v1/user/register', body)
                              for body in bodies])
-    finally:
-        server.close()
     assert sorted(statuses) == [201] + [409] * 19
     with database.connection_context():
         assert User.select().where(User.username == 'popular').count() == 1
