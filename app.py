@@ -295,6 +295,7 @@ def run_until_stopped(run: Callable[[], None], consumer: tasks.EmbeddedConsumer 
 
 
 def stop_once(signum: int, frame) -> None:
+    """Signal handler: stop as on Ctrl-C, and ignore every stop signal after this one."""
     for each in (signal.SIGINT, signal.SIGTERM):
         signal.signal(each, signal.SIG_IGN)
     raise KeyboardInterrupt
