@@ -197,6 +197,8 @@ def convert(label: str, f, text: str):
     if f.type is int:
         return convert_int(label, text, f.metadata.get('min'), f.metadata.get('max'))
     if f.type is Path:
+        if not text:  # an unset shell variable, say: it would mean the project directory itself
+            raise SettingsError(f'{label}: empty; name a directory')
         return project_path(text)
     if f.type == Path | None:
         return project_path(text) if text else None

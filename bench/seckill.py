@@ -3,7 +3,7 @@ presses are answered, how soon every accepted press has its outcome, and whether
 
     .venv/bin/python bench/seckill.py [--users U] [--stock S] [--clients C] [--quick]
 
-Prints one JSON line; about 45 s on a 2-core machine, 15 s with --quick (100 users, 50 units).
+Prints one JSON line; about 20 s on a 2-core machine, 10 s with --quick (100 users, 50 units).
 Each mode gets a fresh data directory, a free port and processes started here (this process, the
 orchestrator, never imports the app): embedded is `python app.py --port P` (Waitress and the
 embedded consumer, SPRIG_QUEUE_WORKERS=4, SQLite for the database, queue and cache), run at C

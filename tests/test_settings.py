@@ -46,10 +46,14 @@ def test_relative_paths_follow_the_project_not_the_working_directory(tmp_path, m
     monkeypatch.chdir(tmp_path)
     s = load_settings({'SPRIG_DATA_DIR': str(tmp_path), 'SPRIG_DATABASE_URL': 'sqlite:///var/x.db'})
     assert s.database.url == f'sqlite:///{PROJECT_DIR}/var/x.db'
-    assert load_settings({'SPRIG_DATA_DIR': 'elsewhere'}).app.data_dir == PROJECT_DIR / 'elsewhere'
+    # A secret given, so that none is generated into PROJECT_DIR/elsewhere.
+    relative = load_settings({'SPRIG_DATA_DIR': 'elsewhere', 'SPRIG_APP_SECRET_KEY': 'k' * 40})
+    assert relative.app.data_dir == PROJECT_DIR / 'elsewhere'
+    assert not (PROJECT_DIR / 'elsewhere').exists()
 
 
 @pytest.mark.parametrize('env, message', [
+    ({'SPRIG_DATA_DIR': ''}, '[app] data_dir: empty; name a directory'),
     ({'SPRIG_APP_PORT': 'abc'}, "[app] port: 'abc' is not a whole number"),
     ({'SPRIG_APP_PORT': '70000'}, '[app] port: 70000 is out of range (from 1 to 65535)'),
     ({'SPRIG_QUEUE_WORKERS': '0'}, '[queue] workers: 0 is out of range'),
