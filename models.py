@@ -1,12 +1,6 @@
-"""Tables: the database handle, bound once from [database] url (pooled), the base model, the tables,
-their creation and migrations, and the SQLite backup."""
+"""Tables: the database handle (bound once by sprig.db.connection.init_db), the base models, the
+tables with their named queries and invariants."""
 import datetime
-import functools
-import sqlite3
-import time
-from collections.abc import Callable
-from contextlib import closing
-from pathlib import Path
 
 from peewee import (
     BooleanField,
@@ -16,27 +10,15 @@ from peewee import (
     DateField,
     DateTimeField,
     DecimalField,
+    Expression,
     ForeignKeyField,
     IntegerField,
     Model,
-    Query,
-    SqliteDatabase,
+    ModelSelect,
     TextField,
 )
-from playhouse.db_url import connect
-from playhouse.migrate import SchemaMigrator, migrate
-
-from settings import Settings, scheme, sqlite_file
 
 database = DatabaseProxy()
-
-# Set on every new connection. WAL is a property of the file, set once by create_tables():
-# asking for it on each connection can fail with "database is locked" under write load.
-SQLITE_PRAGMAS = {
-    'busy_timeout': 10_000,
-    'foreign_keys': 1,
-    'synchronous': 'normal',
-}
 
 
 def utcnow() -> datetime.datetime:
@@ -87,6 +69,20 @@ class ContentModel(BaseModel):
     is_delete = BooleanField(default=False)
     created = DateTimeField(default=utcnow)
     updated = DateTimeField(default=utcnow)
+
+    @classmethod
+    def is_live(cls) -> Expression:
+        """The one definition of live content: not soft-deleted (hidden rows are live too)."""
+        return ~cls.is_delete
+
+    @classmethod
+    def live(cls, *fields) -> ModelSelect:
+        return cls.select(*fields).where(cls.is_live())
+
+    @classmethod
+    def shown(cls, *fields) -> ModelSelect:
+        """Live rows people may see."""
+        return cls.live(*fields).where(cls.is_show)
 
     def save(self, *args, **kwargs):
         self.updated = utcnow()
@@ -214,7 +210,7 @@ class SchemaVersion(BaseModel):
 
 
 class TaskRecord(BaseModel):
-    """One task's life, from enqueue to its end (see engine.py): what the API and dashboard read."""
+    """One task's life, from enqueue to its end (see sprig/queue/records.py): what the API and dashboard read."""
 
     id = CharField(max_length=64, primary_key=True)  # Huey's task id: a random UUID
     name = CharField(max_length=100, index=True)
@@ -271,152 +267,6 @@ MODELS: list[type[Model]] = [User, Token, Banner, CourseCategory, Teacher, Cours
                              SeckillItem, Order, TaskRecord, ConsumerBeat, Lease, Schedule, SchemaVersion]
 # The tables people fill: a database with rows in none of them is a fresh install.
 CONTENT: list[type[Model]] = [User, Banner, CourseCategory, Teacher, Course]
-
-
-# Connections are pooled: a request or a task takes one and gives it back (database.close()),
-# instead of paying for a new connection and its pragmas each time (a fifth of a seckill
-# press's CPU before). Each thread holds at most one, so the pool is never larger than the
-# number of threads; connections idle for STALE seconds are closed.
-POOL = {'max_connections': None, 'stale_timeout': 300}
-
-
-def pooled(url: str) -> str:
-    kind, rest = url.split(':', 1)
-    return url if kind.endswith('+pool') else f'{kind}+pool:{rest}'
-
-
-def init_db(settings: Settings) -> None:
-    """Bind `database` to [database] url; SQLite gets WAL, a busy timeout and foreign keys."""
-    url = settings.database.url
-    if scheme(url) == 'sqlite':
-        sqlite_file(url)
-        # IMMEDIATE: a transaction that reads then writes would otherwise fail with
-        # "database is locked" under concurrency instead of waiting for the lock.
-        # check_same_thread: a pooled connection goes back to whichever thread asks next.
-        db = connect(pooled(url), pragmas=SQLITE_PRAGMAS, lock_type='IMMEDIATE', check_same_thread=False, **POOL)
-    else:
-        db = connect(pooled(url), **POOL)
-    if database.obj is not None:
-        database.close()
-        database.obj.close_idle()  # not close_all(): that closes connections other threads are using
-    database.initialize(db)
-
-
-def create_tables() -> int:
-    """Bring the database to the current schema, safely again and again and from several
-    processes at once: missing tables and indexes are created, then the migrations this
-    database has not had run in order. Returns how many ran (a fresh database needs none)."""
-    with database.connection_context():
-        if isinstance(database.obj, SqliteDatabase):
-            use_wal(database.connection())
-        fresh = not database.table_exists(User._meta.table_name)
-        database.create_tables(MODELS, safe=True)
-        return upgrade(fresh)
-
-
-# Schema upgrades for tables that already exist (new tables need none: create_tables makes them).
-# Append only; a database's version is how many of these it has had. Each does nothing when its
-# change is there already: a process that judged a new database old while another was creating
-# it (and so stamped it version 0) then runs them harmlessly.
-
-def add_column(migrator: SchemaMigrator, model: type[Model], name: str) -> list:
-    table = model._meta.table_name
-    present = {column.name for column in database.get_columns(table)}
-    return [] if name in present else [migrator.add_column(table, name, model._meta.fields[name])]
-
-
-def add_last_login(migrator: SchemaMigrator) -> list:
-    return add_column(migrator, User, 'last_login')
-
-
-MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login]
-
-
-def upgrade(fresh: bool) -> int:
-    """Run the missing migrations. Each claims its step by moving the version on in the same
-    transaction as its change, so two processes starting together run it once."""
-    SchemaVersion.insert(id=1, version=len(MIGRATIONS) if fresh else 0).on_conflict_ignore().execute()
-    migrator, ran = SchemaMigrator.from_database(database.obj), 0
-    while (version := SchemaVersion.get_by_id(1).version) < len(MIGRATIONS):
-        with database.atomic():
-            step = SchemaVersion.update(version=version + 1).where((SchemaVersion.id == 1)
-                                                                   & (SchemaVersion.version == version))
-            if step.execute():
-                migrate(*MIGRATIONS[version](migrator))
-                ran += 1
-    return ran
-
-
-def use_wal(conn: sqlite3.Connection, timeout: float = 10) -> None:
-    """Switch a SQLite file to WAL once (the database's, the SQLite cache's). The switch needs the
-    file to itself and SQLite does not wait for that (no busy handler): two processes starting on
-    a fresh file failed 13 times in 30 with "database is locked". So it is retried, like Huey's own
-    switch."""
-    deadline = time.monotonic() + timeout
-    while conn.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
-        try:
-            conn.execute('PRAGMA journal_mode = wal')
-        except sqlite3.OperationalError as exc:
-            if 'locked' not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def prepared(build: Callable[[], Query]) -> Callable[[], str]:
-    """The SQL of the query build() makes, made once per kind of database bound: for the queries
-    of every request, since Peewee takes longer to build a small query (0.25 ms measured) than
-    SQLite to run it. Run it with the values in the order build() uses them."""
-    made: dict[str, str] = {}
-
-    def sql() -> str:
-        kind = type(database.obj).__name__
-        if kind not in made:
-            made[kind] = build().sql()[0]
-        return made[kind]
-    return sql
-
-
-def first(model: type[Model], sql: str, *params) -> Model | None:
-    """The first row of prepared SQL as a model instance, or None. Built here from the cursor:
-    Model.raw() works the columns out again on every query, which took longer than the query."""
-    cursor = database.execute_sql(sql, params)
-    try:
-        row = cursor.fetchone()
-        names = tuple(column[0] for column in cursor.description)
-    finally:
-        cursor.close()
-    if row is None:
-        return None
-    values = {name: convert(value) for (name, convert), value in zip(converters(model, names), row, strict=True)}
-    instance = model(__no_default__=1, **values)
-    instance._dirty.clear()  # as loaded, nothing changed
-    return instance
-
-
-@functools.cache
-def converters(model: type[Model], columns: tuple[str, ...]) -> tuple[tuple[str, Callable], ...]:
-    """Each column's field name and its conversion from the database's value."""
-    fields = model._meta.combined
-    return tuple((fields[column].name, fields[column].python_value) for column in columns)
-
-
-def backup(target: Path) -> int:
-    """Copy the SQLite database to target while the app goes on using it, with SQLite's online
-    backup API (a consistent snapshot; in WAL mode writers are not held up). The copy gets its
-    name only once it is complete and checked. Returns its size in bytes."""
-    if not isinstance(database.obj, SqliteDatabase):
-        raise ValueError('backup copies SQLite databases; use pg_dump or mysqldump for a server database')
-    partial = target.with_name(target.name + '.part')
-    try:
-        with database.connection_context(), closing(sqlite3.connect(partial)) as copy:
-            database.connection().backup(copy)
-            verdict = copy.execute('PRAGMA quick_check').fetchone()[0]
-        if verdict != 'ok':
-            raise ValueError(f'the copy failed its check: {verdict}')
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target.stat().st_size
 
 
 def is_empty() -> bool:

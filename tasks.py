@@ -2,55 +2,29 @@
 
 Imported by the web app and by `huey_consumer tasks.huey`; it never imports the web app, so a
 consumer starts without it. Settings are read once, here, at import; configure() rebinds the
-queue, the database and the cache to other settings (the web app's, a test's).
+queue, the database and the cache to other settings (the web app's, a test's). A task of your
+own goes in a module that imports `huey` from here; the consumer must import that module too
+(README: "Tasks of your own").
 """
 import logging
 import os
 import socket
 import sys
 import time
-import zoneinfo
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from huey.storage import BlackHoleStorage
 from peewee import DatabaseError
 
-import banners
-import cached
-import seckill
-import sms
-from cache import CacheError, cache, init_cache
-from engine import SprigConsumer, SprigHuey, seconds_ago
-from models import ConsumerBeat, TaskRecord, Token, database, init_db, utcnow
-from queues import QUEUE_ERRORS, storage_options
-from settings import Settings, SettingsError, load_settings, scheme
-
-
-def bind_queue(target: SprigHuey, settings: Settings) -> None:
-    """Point target at the storage [queue] names, immediate (in-process) when the settings say so."""
-    options = storage_options(settings.queue.url)
-    target.name = settings.queue.name
-    target.storage_class = options.pop('storage_class')
-    target.storage_kwargs = options
-    target.immediate = settings.queue.immediate
-    target.storage = target.create_storage()
-    target.shutdown_timeout = settings.queue.shutdown_timeout
-    target.heartbeat_timeout = settings.queue.heartbeat_timeout
-    target.max_retry_delay = settings.queue.max_retry_delay
-    target.records = settings.queue.records
-    target.timezone = zoneinfo.ZoneInfo(settings.app.timezone)
-
-
-def configure(new: Settings) -> None:
-    """Rebind the queue, the database and the cache to `new`."""
-    global settings
-    settings = new
-    bind_queue(huey, new)
-    init_db(new)
-    init_cache(new)
-
+from models import ConsumerBeat, TaskRecord, Token, database, utcnow
+from sprig.cache import aside
+from sprig.cache.invalidation import second_delete
+from sprig.cache.store import init_cache
+from sprig.db.connection import init_db
+from sprig.queue.engine import SprigHuey
+from sprig.queue.records import seconds_ago
+from sprig.queue.storage import QUEUE_ERRORS
+from sprig.settings import Settings, SettingsError, load_settings, scheme
+from sprig.shop import banners, seckill, sms
 
 log = logging.getLogger('sprig.tasks')
 
@@ -64,32 +38,22 @@ if scheme(settings.cache.url) == 'memory' and Path(sys.argv[0]).name == 'huey_co
     sys.exit('sprig: [cache] url: memory:// cannot be shared with a separate consumer; '
              'use sqlite:/// or redis://')
 
-# A placeholder storage until configure() binds the real one. store_intermediate_errors=False:
-# a task that fails once and then succeeds must not read as failed.
-huey = SprigHuey(settings.queue.name, storage_class=BlackHoleStorage, store_intermediate_errors=False)
-configure(settings)
+huey = SprigHuey(settings)
 
 
-class EmbeddedConsumer(SprigConsumer):
-    """A consumer living in the web process: threads only, and the host keeps its signal handlers."""
-
-    def _set_signal_handlers(self) -> None:
-        # Huey's handlers only set a flag read by Consumer.run(), which an embedded consumer
-        # never calls: with them, Ctrl-C would no longer stop the web server.
-        pass
-
-
-def start_embedded_consumer() -> EmbeddedConsumer:
-    consumer = EmbeddedConsumer(huey, workers=settings.queue.workers, worker_type='thread',
-                                initial_delay=0.05, max_delay=0.5, check_worker_health=False)
-    consumer.start()
-    return consumer
+def configure(new: Settings) -> None:
+    """Rebind the queue, the database and the cache to `new` (the web app's, a test's)."""
+    global settings
+    settings = new
+    huey.configure(new)
+    bind_stores(new)
 
 
-def stop_embedded_consumer(consumer: EmbeddedConsumer) -> None:
-    """Stop as huey_consumer does: wait up to shutdown_timeout, then settle what still runs."""
-    consumer.stop(graceful=True)
-    huey.notify_interrupted_tasks()
+def bind_stores(settings: Settings) -> None:
+    """The database and the cache, and the queue's part in invalidation (the second delete)."""
+    init_db(settings)
+    init_cache(settings)
+    second_delete.bind(drop_cached, settings.cache.double_delete_delay / 1000)
 
 
 @huey.post_execute()
@@ -135,7 +99,7 @@ def ping(sent_at: float) -> dict:
             'pid': os.getpid()}
 
 
-@huey.every(settings.banner.refresh_interval, idempotent=True)
+@huey.every(lambda settings: settings.banner.refresh_interval, idempotent=True)
 def rebuild_banner_cache() -> int:
     """The safety net: rewrite the cached banner list from the database, so that a change made
     outside the app (plain SQL, another tool) shows within [banner] refresh_interval seconds."""
@@ -144,27 +108,8 @@ def rebuild_banner_cache() -> int:
 
 @huey.task(idempotent=True)
 def drop_cached(keys: list[str], namespaces: list[str]) -> None:
-    """The second delete after a write (see writing())."""
-    cached.drop(keys, namespaces)
-
-
-@contextmanager
-def writing(keys: tuple[str, ...] = (), namespaces: tuple[str, ...] = ()) -> Iterator[None]:
-    """A write that cached reads depend on: commit it, then delete what it changed from the
-    cache, and delete it once more [cache] double_delete_delay ms later, for a reader that read
-    the old rows during the write and stored them after the first delete. An outage of the cache
-    or the queue does not undo the committed write: it is logged, and the TTL and the periodic
-    rebuild catch up."""
-    with database.atomic():
-        yield
-    try:
-        cached.drop(keys, namespaces)
-    except CacheError as exc:
-        cache.outage.failed(exc)
-    try:
-        drop_cached.schedule((list(keys), list(namespaces)), delay=settings.cache.double_delete_delay / 1000)
-    except QUEUE_ERRORS as exc:
-        log.warning('could not schedule the second cache delete of %s %s: %s', keys, namespaces, exc)
+    """The second delete after a write (sprig.cache.invalidation)."""
+    aside.drop(keys, namespaces)
 
 
 def give_back_seat(user_id: int, item_id: int, **_) -> None:
@@ -176,7 +121,7 @@ def give_back_seat(user_id: int, item_id: int, **_) -> None:
 def create_order(user_id: int, item_id: int, task=None) -> dict:
     """A flash-sale press that claimed a unit: create the order (once per task, so a re-run is
     harmless), and schedule its cancellation if it is still unpaid [seckill] payment_timeout
-    seconds later. The outcome is the poller's answer (seckill.result_of)."""
+    seconds later. The outcome is the poller's answer (seckill.press_result)."""
     try:
         outcome = seckill.place_order(user_id, item_id, task.id, settings.seckill.payment_timeout)
     except Exception:
@@ -202,3 +147,6 @@ def cancel_expired_orders() -> int:
     """The safety net of cancel_unpaid_order: an unpaid order past its time whose own
     cancellation never ran (the queue was down when it was to be scheduled) is cancelled here."""
     return seckill.cancel_expired()
+
+
+bind_stores(settings)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cache import Cache, CacheError, open_backend  # noqa: E402
+from sprig.cache.backends import open_backend  # noqa: E402
+from sprig.cache.store import Cache, CacheError  # noqa: E402
 
 REDIS_URL = 'redis://127.0.0.1:6379/11'
 

@@ -77,8 +77,9 @@ def prepare(users: int, stock: int) -> dict:
     import datetime
 
     import tasks  # binds the database to the environment's settings
-    from auth import keyed
-    from models import Course, SeckillItem, Token, User, create_tables, database, utcnow
+    from models import Course, SeckillItem, Token, User, database, utcnow
+    from sprig.db.schema import create_tables
+    from sprig.shop.accounts import keyed
 
     create_tables()
     now, tokens = utcnow(), [secrets.token_urlsafe(24) for _ in range(users)]

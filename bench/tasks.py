@@ -96,8 +96,9 @@ def epoch(eta: datetime.datetime) -> float:
 def produce(count: int, lateness: bool, timeout: float) -> dict:
     import models
     from models import TaskRecord, database
+    from sprig.db.schema import create_tables
 
-    models.create_tables()
+    create_tables()
     started_at = models.utcnow()  # a shared --database-url may hold records of earlier runs
     marks = Path(os.environ['BENCH_MARKS'])
     marks.touch()

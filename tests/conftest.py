@@ -32,8 +32,8 @@ os.environ['SPRIG_QUEUE_IMMEDIATE'] = 'true'
 import webtest  # noqa: E402
 
 import app as sprig_app  # noqa: E402
-import models  # noqa: E402
-from settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
+from sprig.db.schema import create_tables  # noqa: E402
+from sprig.settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
 
 IN_CI = os.environ.get('CI', '').lower() == 'true'
 REDIS_HOST, REDIS_PORT, REDIS_DB = '127.0.0.1', 6379, 11
@@ -116,7 +116,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings):
     application = sprig_app.create_app(settings)
-    models.create_tables()
+    create_tables()
     return application
 
 
@@ -269,10 +269,10 @@ def open_sale(data_dir: Path, users: int, stock: int, **env: str) -> tuple[list[
     from decimal import Decimal
 
     import tasks
-    from auth import keyed
     from models import Course, SeckillItem, Token, User, database, utcnow
+    from sprig.shop.accounts import keyed
     tasks.configure(make_settings(data_dir, SPRIG_APP_SECRET_KEY=SECRET, **env))
-    models.create_tables()
+    create_tables()
     tokens = [secrets.token_urlsafe(32) for _ in range(users)]
     now = utcnow()
     with database.atomic():

@@ -9,8 +9,8 @@ import webtest
 from conftest import make_settings, waitress_thread
 
 import app as sprig_app
-import models
-from api import ApiError, json_body, ok
+from sprig.db.schema import create_tables
+from sprig.web.envelope import ApiError, json_body, ok
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 def app(settings):
     """The real app plus two routes that exist only to exercise the machinery."""
     application = sprig_app.create_app(settings)
-    models.create_tables()
+    create_tables()
 
     @application.post('/api/v1/test/echo')
     def echo():

@@ -34,7 +34,7 @@ from conftest import (
 
 import tasks
 from models import Order, SeckillItem, TaskRecord, database
-from settings import PROJECT_DIR
+from sprig.settings import PROJECT_DIR
 
 HOLD = 2.0  # seconds the other writer keeps the lock
 

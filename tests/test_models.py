@@ -6,10 +6,12 @@ import time
 import pytest
 from conftest import PROJECT_DIR, SECRET, make_settings, process_env
 
-import engine
 import models
 import tasks
 from models import TaskRecord, database
+from sprig.db.connection import init_db
+from sprig.db.schema import create_tables
+from sprig.queue import records
 
 
 @pytest.fixture(params=['sqlite', 'postgres', 'mysql'])
@@ -20,18 +22,18 @@ def database_url(request, tmp_path):
 
 
 def test_binds_from_url_and_creates_tables_idempotently(tmp_path, database_url):
-    models.init_db(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET))
+    init_db(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET))
     with database.connection_context():
         assert database.execute_sql('SELECT 1').fetchone()[0] == 1
         database.drop_tables(list(reversed(models.MODELS)), safe=True)  # the server databases are shared
-    models.create_tables()
-    models.create_tables()
+    create_tables()
+    create_tables()
     assert models.is_empty()
 
 
 def test_sqlite_runs_wal_with_foreign_keys_and_a_busy_timeout(tmp_path):
-    models.init_db(make_settings(tmp_path))
-    models.create_tables()
+    init_db(make_settings(tmp_path))
+    create_tables()
     with database.connection_context():
         pragma = lambda name: database.execute_sql(f'PRAGMA {name}').fetchone()[0]  # noqa: E731
         assert (pragma('journal_mode'), pragma('foreign_keys'), pragma('busy_timeout')) == ('wal', 1, 10000)
@@ -41,8 +43,9 @@ def test_sqlite_runs_wal_with_foreign_keys_and_a_busy_timeout(tmp_path):
 def test_processes_starting_together_on_a_fresh_sqlite_file(tmp_path):
     """The switch to WAL needs the file to itself; SQLite does not wait for it, Sprig does."""
     start_at = time.time() + 1.5
-    code = ('import time, models, settings; models.init_db(settings.load_settings()); '
-            f'time.sleep(max(0, {start_at} - time.time())); models.create_tables()')
+    code = ('import time; from sprig import settings; from sprig.db import connection, schema; '
+            f'connection.init_db(settings.load_settings()); time.sleep(max(0, {start_at} - time.time())); '
+            'schema.create_tables()')
     env = process_env(tmp_path, PYTHONPATH=str(PROJECT_DIR))
     procs = [subprocess.Popen([sys.executable, '-c', code], env=env, stderr=subprocess.PIPE, text=True)
              for _ in range(4)]
@@ -54,19 +57,19 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
     """The engine writes its hot statements by hand: they must run on each backend."""
     tasks.configure(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET,
                                   SPRIG_QUEUE_URL=f'sqlite:///{tmp_path}/q.db'))
-    models.create_tables()
+    create_tables()
     with database.connection_context():
         TaskRecord.delete().execute()
         task = tasks.ping.s(2.5)
-        other, sql = tasks.ping.s(1.0), engine.statements()
+        other, sql = tasks.ping.s(1.0), records.statements()
         with database.atomic():
-            engine.apply([  # as a consumer's writer sees them: another task interleaved
-                engine.Start(other, ('started', models.utcnow(), 'h:2:y', other.id)),  # its row not in yet
-                engine.hot_update(sql.insert, *engine.new_row(tasks.huey, task)),
-                engine.Start(task, ('started', models.utcnow(), 'h:1:x', task.id)),
-                engine.hot_update(sql.finished, 'succeeded', models.utcnow(), None, '"pong"', task.id),
+            records.apply([  # as a consumer's writer sees them: another task interleaved
+                records.Start(other, ('started', models.utcnow(), 'h:2:y', other.id)),  # its row not in yet
+                records.hot_update(sql.insert, *records.new_row(tasks.huey, task)),
+                records.Start(task, ('started', models.utcnow(), 'h:1:x', task.id)),
+                records.hot_update(sql.finished, 'succeeded', models.utcnow(), None, '"pong"', task.id),
             ], tasks.huey)
-            engine.apply([engine.hot_update(sql.insert, *engine.new_row(tasks.huey, other))], tasks.huey)  # late
+            records.apply([records.hot_update(sql.insert, *records.new_row(tasks.huey, other))], tasks.huey)  # late
         record = TaskRecord.get_by_id(task.id)
         assert (TaskRecord.get_by_id(other.id).state, TaskRecord.get_by_id(other.id).consumer) == ('started', 'h:2:y')
     assert (record.state, record.consumer, record.result, record.args) == ('succeeded', 'h:1:x', '"pong"',
@@ -76,17 +79,18 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
 
 
 def test_order_task_and_lookup_statements_on_every_database(tmp_path, database_url):
-    """The order task's prepared statements and models.first (which converts each column itself)
+    """The order task's prepared statements and prepared.first (which converts each column itself)
     must run on each backend."""
     import datetime
     import secrets
     from decimal import Decimal
 
-    import seckill
-    from models import Course, Order, SeckillItem, User, first, utcnow
+    from models import Course, Order, SeckillItem, User, utcnow
+    from sprig.db.prepared import first
+    from sprig.shop import seckill
 
     tasks.configure(make_settings(tmp_path, SPRIG_DATABASE_URL=database_url, SPRIG_APP_SECRET_KEY=SECRET))
-    models.create_tables()
+    create_tables()
     tag = secrets.token_hex(4)  # the server databases are shared: touch only this test's rows
     with database.connection_context():
         buyers = [User.create(username=f'b{tag}{n}', password_hash='x') for n in range(2)]

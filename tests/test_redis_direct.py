@@ -5,7 +5,7 @@ import threading
 import pytest
 import redis
 
-from redis_direct import Direct
+from sprig.redis_direct import Direct
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from conftest import huey_consumer, process_env, python
 
-from settings import PROJECT_DIR, SettingsError, load_settings
+from sprig.settings import PROJECT_DIR, SettingsError, load_settings
 
 
 def test_defaults_live_in_the_data_directory(tmp_path):

@@ -1,19 +1,18 @@
 """Tasks on a real (non-immediate) queue, executed as a consumer thread does: connections and records."""
 import datetime
 import threading
-import zoneinfo
 
 import pytest
 from conftest import make_settings
 from huey import crontab
-from huey.storage import MemoryStorage
 from peewee import OperationalError
 
-import engine
-import models
 import tasks
-from engine import LeaderScheduler, SprigHuey
 from models import TaskRecord, database
+from sprig.db.schema import create_tables
+from sprig.queue import consumer, records
+from sprig.queue.consumer import LeaderScheduler
+from sprig.queue.engine import SprigHuey
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 @pytest.fixture
 def queue(tmp_path):
     tasks.configure(make_settings(tmp_path))  # a SQLite queue, not immediate
-    models.create_tables()
+    create_tables()
     yield tasks.huey
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
 
@@ -72,7 +71,7 @@ def test_immediate_mode_leaves_the_callers_connection_open(settings):
 
 def test_records_follow_a_task_that_succeeds(queue):
     result = tasks.ping(1.0)
-    assert engine.stub(queue, result.id).state == 'queued'  # readable at once, before its row lands
+    assert records.stub(queue, result.id).state == 'queued'  # readable at once, before its row lands
     queue.writer.flush()
     with database.connection_context():
         assert TaskRecord.get_by_id(result.id).state == 'queued'
@@ -85,7 +84,7 @@ def test_records_follow_a_task_that_succeeds(queue):
 
 def test_a_task_started_before_its_row_landed_gets_its_row_from_the_consumer(queue):
     result = tasks.ping(2.0)
-    with queue.writer.guard:
+    with queue.writer.ready:
         queue.writer.pending.clear()  # the producer's insert, not committed yet (another process's batch)
     run_one(queue)
     with database.connection_context():
@@ -103,9 +102,9 @@ def test_secret_arguments_are_masked_in_the_record(queue):
     assert '13800138000' in record.args and record.payload is None  # nor kept to run again
 
 
-def test_crontab_schedules_are_read_in_the_configured_time_zone():
-    local = SprigHuey('tz-test', storage_class=MemoryStorage)
-    local.records, local.leader, local.timezone = False, True, zoneinfo.ZoneInfo('Asia/Shanghai')
+def test_crontab_schedules_are_read_in_the_configured_time_zone(tmp_path):
+    local = SprigHuey(make_settings(tmp_path, SPRIG_APP_TIMEZONE='Asia/Shanghai', SPRIG_QUEUE_RECORDS='false'))
+    local.leader = True
 
     @local.periodic_task(crontab(minute='0', hour='9'))
     def morning() -> None:
@@ -125,14 +124,14 @@ def test_a_queued_task_gone_from_the_queue_is_rescued_on_the_second_look(queue):
     kept, taken, plain = tasks.ping(1.0), tasks.ping(2.0), not_idempotent()
     queue.writer.flush()
     with database.connection_context():  # old enough for a consumer to have taken them
-        TaskRecord.update(created_at=engine.seconds_ago(60)).execute()
+        TaskRecord.update(created_at=records.seconds_ago(60)).execute()
         # A consumer took `taken` and `plain` and died before writing that they started.
         messages = [queue.storage.dequeue() for _ in range(3)]
         queue.storage.enqueue(messages[0])
-        suspects = engine.sweep_vanished(queue, set())
+        suspects = consumer.sweep_vanished(queue, set())
         assert suspects == {taken.id, plain.id}
         assert TaskRecord.get_by_id(taken.id).state == 'queued'  # not yet: it may be starting
-        assert engine.sweep_vanished(queue, suspects) == set()
+        assert consumer.sweep_vanished(queue, suspects) == set()
         queue.writer.flush()
         assert TaskRecord.get_by_id(kept.id).state == 'queued'
         rerun = TaskRecord.get_by_id(taken.id)

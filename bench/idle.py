@@ -1,0 +1,85 @@
+"""An idle `python app.py`, measured: the share of a core it uses and how often its threads wake.
+
+    .venv/bin/python bench/idle.py [--seconds S] [--settle S]
+
+Starts `python app.py --port P` (embedded SQLite everything, consumer inside) on a fresh data
+directory, waits until it answers and its first interval runs are done (--settle), then reads
+/proc over --seconds: cpu_percent is utime+stime of every thread over the wall time, and
+wakeups_per_s the voluntary and involuntary context switches of all its threads per second.
+Prints one JSON line.
+"""
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: every thread's
+
+
+def switches(pid: int) -> int:
+    total = 0
+    for task in Path(f'/proc/{pid}/task').iterdir():
+        for line in (task / 'status').read_text().splitlines():
+            if line.startswith(('voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches')):
+                total += int(line.split()[1])
+    return total
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f'app.py exited with {proc.returncode}')
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f'no answer from {url}')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seconds', type=float, default=30)
+    parser.add_argument('--settle', type=float, default=10)
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix='sprig-idle-') as data:
+        env = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')} | {'SPRIG_DATA_DIR': data}
+        proc = subprocess.Popen([sys.executable, 'app.py', '--port', str(port)], cwd=PROJECT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(f'http://127.0.0.1:{port}/api/v1/health', proc)
+            time.sleep(args.settle)
+            cpu, woke, started = cpu_seconds(proc.pid), switches(proc.pid), time.monotonic()
+            time.sleep(args.seconds)
+            cpu, woke = cpu_seconds(proc.pid) - cpu, switches(proc.pid) - woke
+            elapsed = time.monotonic() - started
+            threads = len(list(Path(f'/proc/{proc.pid}/task').iterdir()))
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    print(json.dumps({'bench': 'idle', 'seconds': round(elapsed, 1), 'cpu_percent': round(100 * cpu / elapsed, 2),
+                      'wakeups_per_s': round(woke / elapsed, 1), 'threads': threads}))
+
+
+if __name__ == '__main__':
+    main()

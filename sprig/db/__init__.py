@@ -1,0 +1,1 @@
+"""Database plumbing: binding [database] url (pooled, WAL), prepared SQL, the schema and its migrations, backup."""

@@ -1,0 +1,325 @@
+"""Task records: every task's life as a TaskRecord row, written in batches by one thread per process.
+
+A task enqueued gets a stub written with the enqueue itself (storage.py), its row within
+FLUSH_EVERY; Huey's signals move it through queued, scheduled, started, retrying, succeeded,
+failed, revoked, expired and lost (TRANSITIONS).
+"""
+import datetime
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from huey import signals
+from huey.api import Task
+from peewee import Case
+
+from models import TaskRecord, database, utcnow
+
+if TYPE_CHECKING:
+    from sprig.queue.engine import SprigHuey
+
+log = logging.getLogger('sprig.records')
+TERMINAL = ('succeeded', 'failed', 'revoked', 'expired', 'lost')
+FLUSH_EVERY = 0.02  # seconds a record change may wait before its batch is committed
+STUB_TTL = 120  # seconds a new task's stub answers for its record, which lands far sooner
+
+
+def seconds_ago(seconds: float) -> datetime.datetime:
+    return utcnow() - datetime.timedelta(seconds=seconds)
+
+
+def to_utc(value: datetime.datetime | None) -> datetime.datetime | None:
+    """Huey's etas are naive UTC already (utc=True); aware ones are converted."""
+    if value is not None and value.tzinfo is not None:
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value
+
+
+class RecordWriter:
+    """Commits this process's record changes in batches, one transaction per FLUSH_EVERY s.
+
+    A worker hands its change over and goes on: one commit per batch instead of one per
+    change, and no worker waits on SQLite's write lock. The writer thread sleeps on a condition
+    while there is nothing to write. The price: a process killed (SIGKILL) loses the changes of
+    its last FLUSH_EVERY seconds, so such a record stays a step behind. Changes are applied in
+    the order given, whatever thread gave them.
+    """
+
+    def __init__(self, huey: 'SprigHuey'):
+        self.huey = huey
+        self.pending: list[Change | Start] = []
+        self.ready = threading.Condition()  # guards `pending`; notified when it stops being empty
+        self.flushing = threading.Lock()  # one batch at a time, so batches stay in order
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def add(self, change: 'Change | Start') -> None:
+        with self.ready:
+            self.pending.append(change)
+            if self.thread is None or self.pid != os.getpid():  # none yet, or a forked child
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self.run, name='RecordWriter', daemon=True)
+                self.thread.start()
+            if len(self.pending) == 1:
+                self.ready.notify()
+
+    def run(self) -> None:
+        while True:
+            with self.ready:
+                while not self.pending:
+                    self.ready.wait()
+            time.sleep(FLUSH_EVERY)  # the batch's window: what comes meanwhile shares its commit
+            self.flush()
+
+    def flush(self) -> None:
+        with self.flushing:
+            with self.ready:
+                batch, self.pending = self.pending, []
+            if not batch:
+                return
+            try:
+                with database.atomic():
+                    apply(batch, self.huey)
+            except Exception:
+                log.exception('could not write %d task record changes; retrying', len(batch))
+                database.manual_close()  # perhaps broken: not back to the pool
+                with self.ready:
+                    self.pending[:0] = batch
+
+
+Change = Callable[[], object] | tuple[str, tuple]
+
+
+def hot_update(sql: str, *params) -> tuple[str, tuple]:
+    """A change for the writer as ready SQL (see statements()): no Peewee query to build."""
+    return sql, params
+
+
+@dataclass(frozen=True)
+class Start:
+    """A task's start: an update of its row, which the producer's batch may not have inserted
+    yet; only then is the row built (from `task`) and inserted here."""
+
+    task: Task
+    params: tuple
+
+
+def apply(batch: list[Change | Start], huey: 'SprigHuey') -> None:
+    """Run a batch in order. Ready statements between two Peewee queries go in one executemany
+    per statement: every insert first, then every start, then every finish, which keeps each
+    task's own order (its row, then started, then finished)."""
+    runs: dict[str, list[tuple]] = {}
+    starts: list[Start] = []
+    for change in batch:
+        if isinstance(change, Start):
+            starts.append(change)
+        elif callable(change):
+            execute_runs(runs, starts, huey)
+            runs, starts = {}, []
+            change()
+        else:
+            sql, params = change
+            runs.setdefault(sql, []).append(params)
+    execute_runs(runs, starts, huey)
+
+
+def execute_runs(runs: dict[str, list[tuple]], starts: list[Start], huey: 'SprigHuey') -> None:
+    sql = statements()
+    cursor = database.cursor()
+    if sql.insert in runs:
+        insert_rows(cursor, runs.pop(sql.insert))
+    started, whole, finishes = paired(starts, runs.pop(sql.finished, []))
+    if starts and update_rows(cursor, (sql.started, started), (sql.whole, whole)) != len(starts):
+        # Some rows are still in their producer's batch: insert them here, then update again.
+        insert_rows(cursor, [new_row(huey, start.task, 'started') for start in starts])
+        update_rows(cursor, (sql.started, started), (sql.whole, whole))
+    for text, params in (*runs.items(), (sql.finished, finishes)):  # the other finishes
+        if params:
+            cursor.executemany(text, params)
+
+
+def paired(starts: list[Start], finishes: list[tuple]) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """(starts alone, starts with their finish, finishes alone) as statement parameters: a task
+    that started and finished within one batch (most do) gets one statement, not two."""
+    pending = {start.task.id: start for start in starts}
+    whole, alone = [], []
+    for state, finished_at, error, result, task_id in finishes:
+        start = pending.pop(task_id, None)
+        if start is None:
+            alone.append((state, finished_at, error, result, task_id))
+        else:
+            _, started_at, consumer, _ = start.params
+            whole.append((state, started_at, consumer, finished_at, error, result, task_id))
+    return [start.params for start in pending.values()], whole, alone
+
+
+def update_rows(cursor, *runs: tuple[str, list[tuple]]) -> int:
+    """Run each (statement, rows) and return how many rows they changed in all."""
+    changed = 0
+    for text, rows in runs:
+        if rows:
+            cursor.executemany(text, rows)
+            changed += cursor.rowcount
+    return changed
+
+
+def insert_rows(cursor, rows: list[tuple]) -> None:
+    """New records, many to a statement: one round trip (one step of SQLite) for a whole chunk,
+    where executemany takes one per row."""
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start:start + INSERT_CHUNK]
+        cursor.execute(statements().insert_many(len(chunk)), [value for row in chunk for value in row])
+
+
+INSERT_CHUNK = 99  # rows per statement: 990 parameters, under the 999 of SQLite before 3.32
+
+RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
+
+
+@dataclass(frozen=True)
+class Statements:
+    insert: str  # a new record; nothing when the id exists
+    started: str
+    finished: str
+    whole: str  # started and finished at once
+    head: str
+    tail: str
+    marks: str
+
+    def insert_many(self, rows: int) -> str:
+        return f'{self.head}{", ".join([self.marks] * rows)}{self.tail}'
+
+
+def statements() -> Statements:
+    """The frequent record statements in the bound database's words. Written out because Peewee
+    takes longer to build a statement than SQLite to run it."""
+    return statements_for(type(database.obj).__name__.lower(), database.param)
+
+
+@functools.cache
+def statements_for(kind: str, p: str) -> Statements:
+    head = 'INSERT OR IGNORE INTO' if 'sqlite' in kind else 'INSERT IGNORE INTO' if 'mysql' in kind else 'INSERT INTO'
+    tail = ' ON CONFLICT DO NOTHING' if 'postgres' in kind else ''
+    marks = f'({", ".join([p] * len(RECORD_COLUMNS))})'
+    into = f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES '
+    return Statements(
+        insert=f'{into}{marks}{tail}',
+        started=f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p} WHERE id = {p}',
+        finished=f'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p} WHERE id = {p}',
+        whole=(f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p}, finished_at = {p}, '
+               f'error = {p}, result = {p} WHERE id = {p}'),
+        head=into, tail=tail, marks=marks,
+    )
+
+
+def summary(huey: 'SprigHuey', task: Task) -> tuple[str, str | None, int | None]:
+    """(arguments for people, secrets masked; the real ones as JSON or None; the user_id argument)."""
+    info = huey.infos.get(task.name)
+    names = info.params if info else ()
+    bound = dict(zip(names, task.args, strict=False)) | dict(task.kwargs)
+    shown = {k: '***' if info and k in info.secret else v for k, v in bound.items()}
+    try:
+        # A task with secrets keeps no payload: they would sit in the table for weeks.
+        payload = None if info and info.secret else json.dumps([list(task.args), task.kwargs])
+    except (TypeError, ValueError):
+        payload = None
+    user_id = bound.get('user_id')
+    return json.dumps(shown, default=str)[:500], payload, user_id if isinstance(user_id, int) else None
+
+
+def new_row(huey: 'SprigHuey', task: Task, state: str | None = None) -> tuple:
+    """The values of RECORD_COLUMNS for a task seen for the first time."""
+    eta, now = to_utc(task.eta), utcnow()
+    state = state or ('scheduled' if eta and eta > now else 'queued')
+    args, payload, user_id = summary(huey, task)
+    return (task.id, task.name, args, payload, state, user_id, now, eta, 0, False)
+
+
+def stub_value(row: tuple) -> str:
+    values = {column: value.isoformat() if isinstance(value, datetime.datetime) else value
+              for column, value in zip(RECORD_COLUMNS, row, strict=True)}
+    return json.dumps(values)
+
+
+def move_back(huey: 'SprigHuey', task: Task) -> None:
+    """A known task enqueued again (falling due, retried, re-run): its record says queued again,
+    unless it is retrying, which it stays until it starts."""
+    state = 'scheduled' if task.eta and to_utc(task.eta) > utcnow() else 'queued'
+    back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
+    later(huey, task, state=back, eta=to_utc(task.eta))
+
+
+def stub(huey: 'SprigHuey', task_id: str) -> TaskRecord | None:
+    """The record of a task enqueued in the last moments, before its row lands."""
+    value = huey.storage.read_stub(task_id)
+    if value is None:
+        return None
+    values = json.loads(value)
+    for column in ('created_at', 'eta'):
+        if values[column]:
+            values[column] = datetime.datetime.fromisoformat(values[column])
+    return TaskRecord(**values)
+
+
+def on_executing(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
+    huey.writer.add(Start(task, ('started', utcnow(), huey.consumer_id, task.id)))
+
+
+def update(task: Task | TaskRecord, **values) -> None:
+    """Change a record now (the rare, out-of-band changes: sweeps, revokes)."""
+    TaskRecord.update(**values).where(TaskRecord.id == task.id).execute()
+
+
+def later(huey: 'SprigHuey', task: Task, **values) -> None:
+    """Change a record in the writer's next batch (the changes Huey's signals bring)."""
+    query = TaskRecord.update(**values).where(TaskRecord.id == task.id)
+    huey.writer.add(query.execute)
+
+
+def finished(huey: 'SprigHuey', task: Task, state: str, error: str | None = None, result: str | None = None) -> None:
+    huey.writer.add(hot_update(statements().finished, state, utcnow(), error, result, task.id))
+
+
+def error_text(exc: BaseException | None) -> str | None:
+    return None if exc is None else f'{type(exc).__name__}: {exc}'[:2000]
+
+
+def on_error(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
+    # With retries left Huey will send RETRYING next; with none, this failure is final.
+    if task.retries:
+        later(huey, task, error=error_text(exc))
+    else:
+        finished(huey, task, 'failed', error=error_text(exc))
+
+
+def on_interrupted(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
+    info = huey.infos.get(task.name)
+    if info and info.idempotent:
+        huey.writer.flush()  # its 'started' first, then back to queued
+        task.seen = True
+        huey.enqueue(task)
+    else:
+        finished(huey, task, 'lost', error='interrupted by a consumer shutdown')
+
+
+TRANSITIONS: dict[str, Callable] = {
+    signals.SIGNAL_SCHEDULED: lambda h, t, e=None: later(h, t, state=Case(
+        None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta)),
+    signals.SIGNAL_EXECUTING: on_executing,
+    signals.SIGNAL_COMPLETE: lambda h, t, e=None: finished(
+        h, t, 'succeeded', result=getattr(t, 'result_summary', None)),
+    signals.SIGNAL_ERROR: on_error,
+    signals.SIGNAL_LOCKED: on_error,
+    signals.SIGNAL_TIMEOUT: on_error,
+    signals.SIGNAL_RETRYING: lambda h, t, e=None: later(h, t, state='retrying', retries=TaskRecord.retries + 1),
+    signals.SIGNAL_REVOKED: lambda h, t, e=None: finished(h, t, 'revoked'),
+    signals.SIGNAL_CANCELED: lambda h, t, e=None: finished(h, t, 'revoked'),
+    signals.SIGNAL_EXPIRED: lambda h, t, e=None: finished(h, t, 'expired'),
+    signals.SIGNAL_INTERRUPTED: on_interrupted,
+}

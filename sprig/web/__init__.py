@@ -1,0 +1,1 @@
+"""The web layer: the JSON envelope, route declarations and their plugin, OpenAPI, auth, pages."""

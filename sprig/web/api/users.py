@@ -1,0 +1,178 @@
+"""Users and SMS codes: the /api/v1/user/ routes of API.md."""
+from typing import Annotated, Literal
+
+from peewee import IntegrityError
+from pydantic import Field, StrictBool, StrictStr, ValidationInfo, field_validator
+
+import tasks
+from models import User, database
+from sprig.cache.store import cache
+from sprig.settings import Settings
+from sprig.shop.accounts import (
+    Email,
+    Mobile,
+    Password,
+    SmsCode,
+    Username,
+    check_login,
+    conflict_error,
+    conflicts,
+    find_login,
+    hash_password,
+)
+from sprig.shop.ratelimit import count_failure, refuse_after_failures, throttle, too_many
+from sprig.shop.sms import CodeRejected, Codes, TooSoon
+from sprig.web.auth import Auth
+from sprig.web.envelope import ApiError, client_address, ok, refuse
+from sprig.web.inputs import Input
+from sprig.web.routing import Routes
+
+ROUTES = Routes()
+WRONG_LOGIN = 'wrong username or password'
+LOGIN_FAILURE_WINDOW = 900  # seconds an account's failed sign-ins are remembered
+
+
+class MobileQuery(Input):
+    mobile: Mobile
+
+
+class SendCode(Input):
+    mobile: Mobile
+    scene: Literal['register', 'login']
+
+
+class Register(Input):
+    username: Username
+    password: Password
+    password2: StrictStr
+    mobile: Mobile
+    sms_code: SmsCode
+    allow: StrictBool
+    email: Email | None = None
+
+    @field_validator('password2')
+    @classmethod
+    def same_password(cls, value: str, info: ValidationInfo) -> str:
+        if 'password' in info.data and value != info.data['password']:
+            raise ValueError('the two passwords differ')
+        return value
+
+    @field_validator('allow')
+    @classmethod
+    def accepted(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError('accept the terms to register')
+        return value
+
+
+class Login(Input):
+    username: Annotated[StrictStr, Field(min_length=1, max_length=254)]
+    password: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class SmsLogin(Input):
+    mobile: Mobile
+    sms_code: SmsCode
+
+
+def code_error(status: int, exc: CodeRejected) -> ApiError:
+    return ApiError(status, str(exc), errors={'sms_code': str(exc)})
+
+
+@ROUTES.get('/api/v1/user/mobile', 'Is this mobile number registered? 100 yes, 101 no', query=MobileQuery,
+            statuses=(429,))
+def check_mobile(query: MobileQuery, settings: Settings) -> dict:
+    throttle(f'lookup:{client_address()}', settings.auth.lookups_per_minute, 60, 'lookups')
+    return ok('registered') if User.has_mobile(query.mobile) else refuse('not registered')
+
+
+@ROUTES.post('/api/v1/user/sms', 'Send a verification code by SMS (a task)', body=SendCode, statuses=(202, 409, 429))
+def send_code(body: SendCode, settings: Settings) -> dict:
+    sms = settings.sms
+    # Counted first: the answers below say whether a mobile is registered.
+    throttle(f'sms:{client_address()}', sms.per_address_hourly, 3600, 'codes from this address')
+    registered = User.has_mobile(body.mobile)
+    if body.scene == 'register' and registered:
+        raise conflict_error({'mobile': 'already registered; sign in instead'})
+    if body.scene == 'login' and not registered:
+        return refuse('mobile not registered')
+    throttle(f'sms-mobile:{body.mobile}', sms.per_mobile_daily, 86400, 'codes to this number today')
+    codes = Codes(cache, settings)
+    try:
+        code = codes.issue(body.mobile, body.scene)
+    except TooSoon as exc:
+        wait = exc.retry_after
+        raise too_many(f'a code was just sent; ask again in {wait} s', wait) from None
+    try:
+        result = tasks.queue_sms_code(body.mobile, code, body.scene)
+    except Exception:
+        codes.allow_resend(body.mobile)  # it never left: let the user ask again at once
+        raise
+    return ok('sent', status=202, task_id=result.id, retry_after=sms.resend_interval)
+
+
+@ROUTES.post('/api/v1/user/register', 'Register with an SMS code; signed in at once', body=Register,
+             statuses=(201, 409, 429))
+def register(body: Register, settings: Settings, auth: Auth) -> dict:
+    throttle(f'lookup:{client_address()}', settings.auth.lookups_per_minute, 60, 'attempts')
+    taken = conflicts(body.username, body.mobile, body.email)
+    if taken:  # before the code check, so fixing the username does not cost a try
+        raise conflict_error(taken)
+    codes = Codes(cache, settings)
+    try:
+        codes.check(body.mobile, 'register', body.sms_code)
+    except CodeRejected as exc:
+        raise code_error(400, exc) from None
+    password_hash = hash_password(body.password)  # slow: outside the transaction
+    try:
+        with database.atomic():
+            user = User.create(username=body.username, mobile=body.mobile, email=body.email,
+                               password_hash=password_hash)
+            if not codes.consume(body.mobile, 'register'):
+                raise CodeRejected('this code was just used; request a new one')
+    except IntegrityError:
+        # A concurrent registration won the race; the unique constraints said so.
+        raise conflict_error(conflicts(body.username, body.mobile, body.email)
+                             or {'username': 'already taken'}) from None
+    except CodeRejected as exc:
+        raise code_error(400, exc) from None
+    return ok('registered', status=201, **auth.login(user))
+
+
+@ROUTES.post('/api/v1/user/login', 'Sign in with username, mobile or e-mail and password', body=Login,
+             statuses=(401, 429))
+def login(body: Login, settings: Settings, auth: Auth) -> dict:
+    limits = settings.auth
+    throttle(f'login:{client_address()}', limits.logins_per_minute, 60, 'sign-in attempts')
+    account = f'login-failures:{body.username.lower()}'
+    refuse_after_failures(account, limits.login_failures, LOGIN_FAILURE_WINDOW)
+    user = find_login(body.username)
+    if not check_login(user, body.password):
+        count_failure(account, LOGIN_FAILURE_WINDOW)
+        raise ApiError(401, WRONG_LOGIN)
+    return ok('signed in', **auth.login(user))
+
+
+@ROUTES.post('/api/v1/user/login/sms', 'Sign in with an SMS code', body=SmsLogin, statuses=(401, 429))
+def login_by_code(body: SmsLogin, settings: Settings, auth: Auth) -> dict:
+    throttle(f'login:{client_address()}', settings.auth.logins_per_minute, 60, 'sign-in attempts')
+    codes = Codes(cache, settings)
+    try:
+        codes.check(body.mobile, 'login', body.sms_code)
+    except CodeRejected as exc:
+        raise code_error(401, exc) from None
+    user = User.get_or_none(User.mobile == body.mobile)
+    if user is None or not user.is_active or not codes.consume(body.mobile, 'login'):
+        raise ApiError(401, 'this code cannot sign you in; request a new one')
+    return ok('signed in', **auth.login(user))
+
+
+@ROUTES.get('/api/v1/user/me', 'The signed-in account', auth='user')
+def me(user: User) -> dict:
+    return ok(result=user.public())
+
+
+@ROUTES.post('/api/v1/user/logout', 'Sign out (revokes the token; idempotent)')
+def logout(auth: Auth) -> dict:
+    auth.logout()  # idempotent: signing out twice is not an error
+    return ok('signed out')

@@ -1,0 +1,117 @@
+"""Request inputs: the base of every body and query model, validation that names every bad field,
+and the field types people fill in (lines, images, links, orders). A leaf, like the envelope."""
+import re
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+from bottle import request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from sprig.web.envelope import ApiError, json_body
+
+M = TypeVar('M', bound=BaseModel)
+
+
+class Input(BaseModel):
+    """Base of every request body and query model: unknown fields are errors, not ignored."""
+
+    model_config = ConfigDict(extra='forbid')
+
+
+class Change(Input):
+    """Base of a PATCH body: only the fields given change, and at least one must be given."""
+
+    @model_validator(mode='after')
+    def not_empty(self) -> 'Change':
+        if not self.model_fields_set:
+            raise ValueError('give at least one field to change')
+        return self
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """One message per bad field, in the words a form would show next to the field."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        name = '.'.join(str(part) for part in error['loc']) or 'body'
+        message = error['msg'].removeprefix('Value error, ')
+        if error['type'] == 'missing':
+            message = 'required'
+        elif error['type'] == 'extra_forbidden':
+            message = 'unknown field'
+        errors.setdefault(name, message)
+    return errors
+
+
+def unstorable(value: Any) -> bool:
+    """Text no database column takes: NUL characters (PostgreSQL) or lone surrogates (no UTF-8)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        return True
+    return '\x00' in value
+
+
+def validated(model: type[M], data: dict) -> M:
+    """:raise ApiError 400: naming every bad field of data at once."""
+    errors = {name: 'contains characters that are not allowed' for name, value in data.items()
+              if unstorable(value)}
+    try:
+        result = model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc) | errors
+    if errors:
+        raise ApiError(400, f'invalid input: {", ".join(errors)}', errors=errors)
+    return result
+
+
+def parse_body(model: type[M], limit: int) -> M:
+    """The JSON body as a validated model (see json_body and validated)."""
+    return validated(model, json_body(limit))
+
+
+def parse_query(model: type[M]) -> M:
+    """The query string as a validated model; unknown parameters are errors too."""
+    return validated(model, {key: request.query.getunicode(key) for key in request.query})
+
+
+# Addresses people enter (banner and course images, links) ----------------------------------------
+
+SITE_PATH = re.compile(r'/?(?!/)[A-Za-z0-9_\-./~%]+')  # static/banners/a.svg or /courses/free
+
+
+def web_address(value: str) -> bool:
+    """An absolute http(s) URL with a host, and nothing a browser would read differently."""
+    if any(char <= ' ' or char in '"\'<>\\`' for char in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ('http', 'https') and bool(parts.netloc)
+
+
+def site_path(value: str) -> bool:
+    return bool(SITE_PATH.fullmatch(value)) and '..' not in value.split('/')
+
+
+def image_address(value: str) -> str:
+    if web_address(value) or site_path(value):
+        return value
+    raise ValueError('must be an http(s) URL or a path on this site, like static/banners/a.svg')
+
+
+def link_address(value: str) -> str:
+    if value == '' or web_address(value) or (value.startswith('/') and site_path(value)):
+        return value
+    raise ValueError('must be empty, an http(s) URL, or a path on this site starting with /')
+
+
+def optional_image(value: str) -> str:
+    return value if value == '' else image_address(value)
+
+
+Line = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+Image = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(image_address)]
+OptionalImage = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255),
+                          AfterValidator(optional_image)]
+Link = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(link_address)]
+Orders = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]

@@ -1,0 +1,118 @@
+"""HTML pages: one autoescaping Jinja2 environment over views/, the page routes and static files."""
+import datetime
+import math
+import zoneinfo
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from bottle import redirect, request, static_file
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+import tasks
+from models import utcnow
+from sprig.queue.dashboard import RETRYABLE, REVOCABLE, STATES
+from sprig.settings import PROJECT_DIR, Settings
+from sprig.shop import banners, catalogue, seckill
+from sprig.web.auth import Auth
+from sprig.web.routing import Routes, or_404
+
+ROUTES = Routes()
+Render = Callable[..., str]
+
+VIEWS = PROJECT_DIR / 'views'
+STATIC = PROJECT_DIR / 'static'
+KINDS = {'free': 'Free courses', 'actual': 'Practical courses', 'light': 'Light courses'}
+PAGE_SIZE = 12  # course cards per page
+ORDERINGS = {'orders': 'Recommended', '-students': 'Most popular', '-id': 'Newest',
+             'price': 'Price: low to high', '-price': 'Price: high to low'}
+
+
+def create_env(settings: Settings) -> Environment:
+    # Bottle's own Jinja2 adapter does not escape; this environment always does.
+    env = Environment(loader=FileSystemLoader(VIEWS), autoescape=select_autoescape(default=True),
+                      auto_reload=settings.app.debug)
+    env.globals['site'] = {'base_url': settings.app.base_url}
+    zone = zoneinfo.ZoneInfo(settings.app.timezone)
+    env.filters['localtime'] = lambda text: (datetime.datetime.fromisoformat(text).astimezone(zone)
+                                             .strftime('%Y-%m-%d %H:%M %Z'))
+    return env
+
+
+def render_page(env: Environment, auth: Auth, name: str, **context) -> str:
+    """A page of views/, with the signed-in user for its header."""
+    return env.get_template(name).render(user=auth.current_user(), **context)
+
+
+def local_next() -> str:
+    """The ?next= page to return to after signing in: a path on this site, never another site."""
+    target = request.query.getunicode('next') or '/'
+    # Browsers drop tabs and newlines from URLs and read '\\' as '/': '/\t/evil' is '//evil'.
+    odd = any(char <= ' ' or char in '\x7f\\' for char in target)
+    if odd or not target.startswith('/') or target.startswith('//'):
+        return '/'
+    return target
+
+
+@ROUTES.get('/')
+def home(settings: Settings, render: Render) -> str:
+    return render('home.html', banners=banners.cached_banners(settings).value)
+
+
+def guest_page(template: str, auth: Auth, render: Render) -> str:
+    """A sign-in page: a visitor already signed in goes straight on to ?next=."""
+    if auth.current_user():
+        redirect(local_next())
+    return render(template, next=local_next())
+
+
+ROUTES.add('GET', '/login', guest_page, fixed={'template': 'login.html'})
+ROUTES.add('GET', '/register', guest_page, fixed={'template': 'register.html'})
+
+
+@ROUTES.get('/admin/tasks', auth='admin')
+def admin_tasks(render: Render) -> str:
+    # The page fills itself from the admin API; these only set up its filters and buttons.
+    return render('admin_tasks.html', states=STATES, names=sorted(tasks.huey.infos),
+                  retryable=RETRYABLE, revocable=REVOCABLE)
+
+
+@ROUTES.get('/courses/<kind:re:free|actual|light>', query=catalogue.CourseQuery)
+def course_list(kind: str, query: catalogue.CourseQuery, settings: Settings, render: Render) -> str:
+    query = query.model_copy(update={'kind': kind, 'size': query.size if 'size' in request.query else PAGE_SIZE})
+    page = catalogue.course_page(query, settings).value
+
+    def link(**changes) -> str:
+        """This list's address with some parameters changed (defaults left out)."""
+        params = {'category': query.category, 'ordering': query.ordering, 'page': query.page,
+                  'size': query.size} | changes
+        defaults = (('ordering', 'orders'), ('page', 1), ('size', PAGE_SIZE))
+        kept = {k: v for k, v in params.items() if v and (k, v) not in defaults}
+        return f'/courses/{kind}' + (f'?{urlencode(kept)}' if kept else '')
+    return render('courses.html', kind=kind, heading=KINDS[kind], kinds=KINDS, query=query, page=page,
+                  pages=max(1, math.ceil(page['count'] / query.size)), orderings=ORDERINGS, link=link,
+                  categories=catalogue.categories(settings).value)
+
+
+@ROUTES.get('/course/<course_id:int>')
+def course_detail(course_id: int, settings: Settings, render: Render) -> str:
+    course = or_404(catalogue.course_detail(course_id, settings).value, f'no course {course_id}')
+    return render('course.html', course=course, heading=KINDS[course['kind']])
+
+
+@ROUTES.get('/seckill')
+def sales(settings: Settings, render: Render) -> str:
+    now = utcnow()
+    return render('sales.html', sales=[seckill.with_stock(sale, now) for sale in seckill.sales(settings)])
+
+
+@ROUTES.get('/seckill/<item_id:int>')
+def sale(item_id: int, settings: Settings, render: Render) -> str:
+    found = or_404(seckill.sale(item_id, settings), f'no sale {item_id}')
+    return render('seckill.html', sale=seckill.with_stock(found, utcnow()),
+                  poll_interval=settings.seckill.poll_interval,
+                  payment_minutes=max(1, settings.seckill.payment_timeout // 60))
+
+
+@ROUTES.get('/static/<path:path>')
+def static(path: str):
+    return static_file(path, root=str(STATIC))
