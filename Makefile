@@ -20,6 +20,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/tasks.py
+	$(BIN)/python bench/idle.py
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Sprig needs Python 3.11 or newer")'
