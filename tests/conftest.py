@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,10 @@ os.environ['SPRIG_QUEUE_IMMEDIATE'] = 'true'
 import webtest  # noqa: E402
 
 import app as sprig_app  # noqa: E402
+import tasks  # noqa: E402
+from models import TaskRecord, database  # noqa: E402
 from sprig.db.schema import create_tables  # noqa: E402
+from sprig.queue.records import stub  # noqa: E402
 from sprig.settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
 
 IN_CI = os.environ.get('CI', '').lower() == 'true'
@@ -268,8 +272,7 @@ def open_sale(data_dir: Path, users: int, stock: int, **env: str) -> tuple[list[
     import datetime
     from decimal import Decimal
 
-    import tasks
-    from models import Course, SeckillItem, Token, User, database, utcnow
+    from models import Course, SeckillItem, Token, User, utcnow
     from sprig.shop.accounts import keyed
     tasks.configure(make_settings(data_dir, SPRIG_APP_SECRET_KEY=SECRET, **env))
     create_tables()
@@ -437,3 +440,53 @@ def wait_until(check, timeout: float, failure: str, log=str):
             return found
         time.sleep(0.1)
     pytest.fail(f'{failure} within {timeout} s:\n{log()}')
+
+
+# Real consumers of the test tasks (tests/testtasks.py) -------------------------------------------
+
+@dataclass
+class Engine:
+    env: dict[str, str]
+    dir: Path
+    spawn: object
+
+    def consumer(self, name: str, module: str = 'testtasks'):
+        """`huey_consumer <module>.huey`: the queue's Huey, with the test tasks that module registers."""
+        args = huey_consumer('-w', '2', '-k', 'thread', '-m', '1')
+        args[1] = f'{module}.huey'
+        return self.spawn(args, process_env(self.dir, **self.env), name)
+
+    def traces(self, name: str) -> list[tuple[int, float]]:
+        path = self.dir / name
+        if not path.exists():
+            return []
+        return [(int(pid), float(at)) for pid, at in (line.split() for line in path.read_text().splitlines())]
+
+
+def engine_env(kind: str, request, unique: str) -> dict[str, str]:
+    env = {'SPRIG_QUEUE_HEARTBEAT_TIMEOUT': '3', 'SPRIG_QUEUE_SHUTDOWN_TIMEOUT': '2'}
+    if kind == 'redis':
+        url = request.getfixturevalue('redis_url')
+        request.getfixturevalue('redis_prefix')  # deletes the queue's keys afterwards
+        env |= {'SPRIG_QUEUE_URL': url, 'SPRIG_QUEUE_NAME': unique}
+    return env
+
+
+def record(task_id: str) -> TaskRecord | None:
+    """The task's record as the API reads it: its row, or the stub of a task just enqueued."""
+    with database.connection_context():
+        return TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(tasks.huey, task_id)
+
+
+def wait_state(task_id: str, *states: str, timeout: float = 30) -> tuple[TaskRecord, list[str]]:
+    """Poll the record until its state is one of `states`; also return every state seen on the way."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = record(task_id)
+        if current and (not seen or seen[-1] != current.state):
+            seen.append(current.state)
+        if current and current.state in states:
+            return current, seen
+        time.sleep(0.05)
+    pytest.fail(f'task {task_id} never reached {states}; states seen: {seen}')

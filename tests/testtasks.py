@@ -3,6 +3,7 @@
 A consumer runs them with `huey_consumer testtasks.huey` (PYTHONPATH=tests); the test process
 imports this module to enqueue them. Files under TESTTASKS_DIR let tasks leave traces.
 """
+import enum
 import os
 import time
 from pathlib import Path
@@ -62,3 +63,30 @@ def safe_nap(seconds: float) -> str:
 @huey.every(2)
 def tick() -> None:
     trace('ticks', f'{os.getpid()} {time.time()}')
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+@huey.task()
+def echo(value) -> str:
+    """Any argument Huey can pickle; says what it got."""
+    return repr(value)
+
+
+@huey.task()
+@huey.rate_limit('one-a-minute', 1, 60, retry=False)
+def limited() -> str:
+    return 'ran'
+
+
+@huey.task()
+@huey.lock_task('held-by-the-test')
+def locked() -> str:
+    return 'ran'
+
+
+@huey.task(2, 1)  # Huey's positional retries, retry_delay
+def positional() -> None:
+    raise RuntimeError('always')

@@ -27,21 +27,27 @@ log = logging.getLogger('sprig.consumer')
 BEAT_EVERY = 2  # seconds between heartbeats
 LEASE_TTL = 6  # a dead leader is replaced within this many seconds
 TICK = 0.25  # the scheduler's clock, in seconds: delayed tasks start within it
+CRONTAB = '(crontab)'  # the Schedule row of the minute whose crontab tasks were enqueued last
 
 
 class LeaderScheduler(Scheduler):
-    """Huey's scheduler with a finer tick, enqueueing crontab tasks only on the leader, in
-    [app] timezone."""
+    """Huey's scheduler with a finer tick, enqueueing crontab tasks only on the leader, once a
+    minute whichever consumer leads, in [app] timezone."""
 
     def __init__(self, huey, stop_flag, interval, periodic):
         super().__init__(huey, stop_flag, interval, periodic)
         self.interval = TICK  # Huey clamps to whole seconds; delayed tasks start within TICK
 
     def enqueue_periodic_tasks(self, now):
-        if self.huey.leader:
+        if not self.huey.leader:
+            # Huey checks at start-up, then every 60 s; a consumer not leading yet checks again
+            # at its next tick, so the check Huey makes at start-up comes as it starts to lead.
+            self._next_periodic = time.monotonic()
+            return
+        now = now or utcnow()  # Huey's consumer passes no time: now, in UTC, as our Huey keeps it
+        if self.huey._registry.periodic_tasks and claim_minute(now):
             # Huey matches crontabs against the time it is given: [app] timezone's wall clock.
-            # Its consumer passes no time (None): now, in UTC, as our Huey keeps it.
-            local = (now or utcnow()).replace(tzinfo=datetime.UTC).astimezone(self.huey.timezone).replace(tzinfo=None)
+            local = now.replace(tzinfo=datetime.UTC).astimezone(self.huey.timezone).replace(tzinfo=None)
             super().enqueue_periodic_tasks(local)
 
 
@@ -57,7 +63,8 @@ class SprigConsumer(Consumer):
         super().__init__(huey, **options)
         huey.consumer_id = f'{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}'
         huey.leader = False
-        self._signal_actions = {signum: (False, True) for signum in self._signal_actions}
+        # Signal -> (restart, graceful): every stop graceful, SIGHUP still Huey's graceful restart.
+        self._signal_actions = {signum: (restart, True) for signum, (restart, _) in self._signal_actions.items()}
         self.coordinator = Coordinator(huey, self.workers, self.stop_flag)
 
     def start(self) -> None:
@@ -67,7 +74,8 @@ class SprigConsumer(Consumer):
 
     def stop(self, graceful: bool = False) -> None:
         super().stop(graceful)
-        self.coordinator.join(5)
+        if self.coordinator.ident is not None:  # started: Huey allows stop() before start()
+            self.coordinator.join(5)
         self.huey.writer.flush()
 
 
@@ -155,6 +163,15 @@ def take_lease(holder: str, name: str = 'scheduler') -> bool:
     return claim.execute() == 1
 
 
+def claim_minute(now: datetime.datetime) -> bool:
+    """True for the one check that enqueues this minute's crontab tasks: a leader that took over
+    within the minute does not enqueue them again."""
+    following = now.replace(second=0, microsecond=0) + datetime.timedelta(minutes=1)
+    Schedule.insert(name=CRONTAB, every=60, next_run=now).on_conflict_ignore().execute()
+    return (Schedule.update(last_run=now, next_run=following)
+            .where((Schedule.name == CRONTAB) & (Schedule.next_run != following)).execute()) == 1
+
+
 def whole_seconds(moment: datetime.datetime) -> datetime.datetime:
     # Clocks compare equal after a round trip through any database (MySQL keeps no microseconds).
     return moment.replace(microsecond=0)
@@ -171,9 +188,9 @@ def read_clocks(huey: 'SprigHuey') -> dict[str, datetime.datetime]:
 def run_due_intervals(huey: 'SprigHuey', clocks: dict[str, datetime.datetime]) -> None:
     now = utcnow()
     for name, due in list(clocks.items()):
-        if due > now:
+        interval = huey.intervals.get(name)
+        if interval is None or due > now:
             continue
-        interval = huey.intervals[name]
         following = claim_run(name, huey.period(interval), due, now)
         if following is None:  # another leader moved the clock: believe the table
             clocks.update(read_clocks(huey))

@@ -13,6 +13,8 @@ Huey's private parts this relies on, where it has no public hook (check them on 
 - `Consumer._signal_actions` (consumer.py): SIGTERM made graceful like SIGINT.
 - `Consumer._set_signal_handlers` (consumer.py): the embedded consumer keeps the host's handlers.
 - `Scheduler.interval` (consumer.py): set below Huey's whole-second minimum.
+- `Scheduler._next_periodic` (consumer.py): a consumer that does not lead yet checks crontabs
+  again at its next tick; `Huey._registry.periodic_tasks`: whether there are any to check.
 - `SqliteStorage._create_connection`, `._conn`, `.begin_sql`, `.lock` (storage.py): a connection
   per thread, synchronous=NORMAL, BEGIN IMMEDIATE.
 - `RedisStorage.queue_key`, `.result_key`, `.pool`, `.read_timeout` (storage.py): the direct
@@ -45,6 +47,7 @@ from sprig.queue.records import (
     new_row,
     statements,
     stub_value,
+    undeliverable,
 )
 from sprig.queue.storage import LOST_REPLY_ERRORS, QUEUE_ERRORS, storage_options
 from sprig.settings import Settings
@@ -73,12 +76,12 @@ class Interval:
 class SprigHuey(Huey):
     """Huey plus task records, retry jitter, interval tasks and the Sprig consumer."""
 
-    def __init__(self, settings: Settings):
-        """Huey for [queue]: the storage its url names, immediate (in-process) when it says so."""
+    def __init__(self, settings: Settings, **options):
+        """Huey for [queue]: the storage its url names, immediate (in-process) when it says so;
+        `options` are Huey's own (utc, results, serializer...)."""
         self.settings = settings
-        super().__init__(settings.queue.name, immediate=settings.queue.immediate,
-                         # A task that fails once and then succeeds must not read as failed.
-                         store_intermediate_errors=False, **storage_options(settings.queue.url))
+        options = {'immediate': settings.queue.immediate, **storage_options(settings.queue.url), **options}
+        super().__init__(settings.queue.name, **options)
         self.infos: dict[str, TaskInfo] = {}
         self.intervals: dict[str, Interval] = {}
         self.consumer_id: str | None = None  # set in a process that runs a consumer
@@ -131,13 +134,14 @@ class SprigHuey(Huey):
         super().notify_interrupted_tasks()
         self.writer.flush()  # the process is about to exit: commit what the signals said
 
-    def task(self, *, idempotent: bool = False, secret: tuple[str, ...] = (), gone: Callable | None = None,
+    def task(self, *args, idempotent: bool = False, secret: tuple[str, ...] = (), gone: Callable | None = None,
              **options) -> Callable:
-        """huey.task, plus: `idempotent` (safe to run twice, so re-run when its consumer dies),
-        `secret` (argument names masked wherever the arguments are shown) and `gone` (called
-        with the task's arguments when it ends without running: revoked, expired or lost; to
-        undo what enqueueing it reserved)."""
-        register = super().task(**options)
+        """huey.task, with Huey's arguments (`@huey.task(2, 1)` is retries=2, retry_delay=1), plus:
+        `idempotent` (safe to run twice, so re-run when its consumer dies), `secret` (argument
+        names masked wherever the arguments are shown) and `gone` (called with the task's
+        arguments when it ends without running: revoked, expired or lost; to undo what
+        enqueueing it reserved)."""
+        register = super().task(*args, **options)
 
         def decorate(func: Callable) -> TaskWrapper:
             wrapper = register(func)
@@ -195,13 +199,16 @@ class SprigHuey(Huey):
             self.running.task = outer  # a task run inside another (immediate mode)
 
     def delete(self, key):
-        task = getattr(self.running, 'task', None)
-        if task is not None and key == task.revoke_id:
-            # Huey clears a revoke flag set while the task ran, one more round trip per task;
-            # Sprig never revokes a started task (its API answers 409), so there is none to clear
-            # (but for a revoke racing the start's record: a retry clears it, _requeue_task).
+        """Huey's delete. Huey clears a running task's revoke flag right after the task ran, before
+        it records the outcome: should the storage fail there (Redis restarting), the outcome is
+        recorded all the same, where Huey would skip the hooks that record it."""
+        try:
+            return super().delete(key)
+        except QUEUE_ERRORS as exc:
+            if getattr(self.running, 'task', None) is None:
+                raise
+            log.warning('could not clear %s: %s', key, exc)
             return False
-        return super().delete(key)
 
     def put_result(self, key, value):
         """Store a task's result. Should the storage fail here (Redis restarting), the task's
@@ -215,9 +222,17 @@ class SprigHuey(Huey):
 
     def dequeue(self):
         try:
-            return super().dequeue()
+            data = self.storage.dequeue()
         except LOST_REPLY_ERRORS:
             self.queue_failed_at = time.monotonic()  # a reply lost as Redis went down loses its task
+            raise
+        if data is None:
+            return None
+        try:
+            return self.deserialize_task(data)
+        except Exception as exc:  # Huey drops such a message: its record says why, then Huey logs it
+            if self.tracking:
+                undeliverable(self, data, exc)
             raise
 
     def is_revoked(self, task, timestamp=None, peek=True):
@@ -259,7 +274,6 @@ class SprigHuey(Huey):
                 task.retry_delay = min(task.retry_delay * task.retry_backoff, self.settings.queue.max_retry_delay)
         task.seen = True
         try:
-            super().delete(task.revoke_id)  # see delete(): a flag left by a revoke racing the start
             return super()._requeue_task(task, timestamp, retry_eta)
         except QUEUE_ERRORS as exc:  # the retry cannot be queued: the task ends here, and says why
             finished(self, task, 'failed', error=f'not retried, the queue was unavailable: {exc}'[:2000])

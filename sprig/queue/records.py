@@ -9,6 +9,9 @@ import functools
 import json
 import logging
 import os
+import pickletools
+import reprlib
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +31,7 @@ log = logging.getLogger('sprig.records')
 TERMINAL = ('succeeded', 'failed', 'revoked', 'expired', 'lost')
 FLUSH_EVERY = 0.02  # seconds a record change may wait before its batch is committed
 STUB_TTL = 120  # seconds a new task's stub answers for its record, which lands far sooner
+SHORT = reprlib.Repr()  # shows the arguments JSON cannot (maxstring 30, maxother 30, a few levels)
 
 
 def seconds_ago(seconds: float) -> datetime.datetime:
@@ -57,6 +61,7 @@ class RecordWriter:
         self.ready = threading.Condition()  # guards `pending`; notified when it stops being empty
         self.flushing = threading.Lock()  # one batch at a time, so batches stay in order
         self.thread: threading.Thread | None = None
+        self.stopping = False
         self.pid = os.getpid()
 
     def add(self, change: 'Change | Start') -> None:
@@ -72,10 +77,24 @@ class RecordWriter:
     def run(self) -> None:
         while True:
             with self.ready:
-                while not self.pending:
+                while not self.pending and not self.stopping:
                     self.ready.wait()
+                if self.stopping:
+                    return
             time.sleep(FLUSH_EVERY)  # the batch's window: what comes meanwhile shares its commit
             self.flush()
+
+    def stop(self) -> None:
+        """End the writer thread, then write what is pending here (a later change starts a new
+        thread): for a Huey instance that is done with, in a process that goes on."""
+        with self.ready:
+            thread, self.stopping = self.thread, True
+            self.ready.notify()
+        if thread is not None:
+            thread.join(5)
+        with self.ready:
+            self.thread, self.stopping = None, False
+        self.flush()
 
     def flush(self) -> None:
         with self.flushing:
@@ -222,15 +241,37 @@ def summary(huey: 'SprigHuey', task: Task) -> tuple[str, str | None, int | None]
     """(arguments for people, secrets masked; the real ones as JSON or None; the user_id argument)."""
     info = huey.infos.get(task.name)
     names = info.params if info else ()
-    bound = dict(zip(names, task.args, strict=False)) | dict(task.kwargs)
+    # Huey takes what it is given (schedule(3) makes 3 the arguments): so does the summary.
+    args = list(task.args) if isinstance(task.args, (list, tuple)) else [task.args]
+    kwargs = task.kwargs if isinstance(task.kwargs, dict) else {'kwargs': task.kwargs}
+    bound = dict(zip(names, args, strict=False)) | kwargs
     shown = {k: '***' if info and k in info.secret else v for k, v in bound.items()}
-    try:
-        # A task with secrets keeps no payload: they would sit in the table for weeks.
-        payload = None if info and info.secret else json.dumps([list(task.args), task.kwargs])
-    except (TypeError, ValueError):
-        payload = None
+    # A task with secrets keeps no payload: they would sit in the table for weeks; nor does one
+    # whose arguments are no list and dict (run again, they would not be the same).
+    runnable = not (info and info.secret) and isinstance(task.args, (list, tuple)) and kwargs is task.kwargs
+    payload = exact_json([args, kwargs]) if runnable else None
     user_id = bound.get('user_id')
-    return json.dumps(shown, default=str)[:500], payload, user_id if isinstance(user_id, int) else None
+    return for_people(shown), payload, user_id if isinstance(user_id, int) else None
+
+
+def for_people(arguments: dict) -> str:
+    """The arguments as JSON where they can be, else as Python would show them: the summary is
+    for people, and must never refuse a task that Huey accepts (a dict keyed by tuples, a list
+    holding itself)."""
+    try:
+        return json.dumps(arguments, default=str)[:500]
+    except (TypeError, ValueError, RecursionError):
+        return SHORT.repr(arguments)[:500]
+
+
+def exact_json(value: list) -> str | None:
+    """value as JSON when JSON gives it back unchanged (so a re-run gets the very arguments:
+    no tuple turned list, no date turned text), else None."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return text if json.loads(text) == value else None
 
 
 def new_row(huey: 'SprigHuey', task: Task, state: str | None = None) -> tuple:
@@ -291,11 +332,41 @@ def error_text(exc: BaseException | None) -> str | None:
 
 
 def on_error(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
-    # With retries left Huey will send RETRYING next; with none, this failure is final.
+    # Huey sends LOCKED, TIMEOUT and RATE_LIMITED without the exception, from the except block
+    # that caught it. With retries left Huey will send RETRYING next; with none, this failure is final.
+    exc = exc or sys.exc_info()[1]
     if task.retries:
         later(huey, task, error=error_text(exc))
     else:
         finished(huey, task, 'failed', error=error_text(exc))
+
+
+def undeliverable(huey: 'SprigHuey', data: bytes, exc: Exception) -> None:
+    """A message a consumer took but cannot run (a task it does not know, arguments it cannot
+    unpickle): Huey drops it, so its record ends failed with the reason, not queued for ever."""
+    task_id, name = message_head(data)
+    if task_id is None:
+        log.error('dropped a message that names no task id: %s', error_text(exc))
+        return
+    if 'TaskRegistry' in str(exc):
+        reason = (f'no task {name} in consumer {huey.consumer_id}: the consumer must import the module '
+                  'that defines it (huey_consumer yourmodule.huey)')
+    else:
+        reason = f'the consumer could not read it: {error_text(exc)}'
+    huey.writer.add(hot_update(statements().finished, 'failed', utcnow(), reason[:2000], None, task_id))
+
+
+def message_head(data: bytes) -> tuple[str | None, str | None]:
+    """The task id and name of a pickled Huey message, read without running any of it (the
+    message may not unpickle here): its first strings are the class's module and name, then
+    the id and the task's name."""
+    try:
+        strings = [arg for op, arg, _ in pickletools.genops(data) if op.name.endswith('UNICODE')]
+    except Exception:
+        return None, None
+    if strings[:2] != ['huey.registry', 'Message'] or len(strings) < 4:
+        return None, None
+    return strings[2], strings[3]
 
 
 def on_interrupted(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
@@ -317,6 +388,7 @@ TRANSITIONS: dict[str, Callable] = {
     signals.SIGNAL_ERROR: on_error,
     signals.SIGNAL_LOCKED: on_error,
     signals.SIGNAL_TIMEOUT: on_error,
+    signals.SIGNAL_RATE_LIMITED: on_error,
     signals.SIGNAL_RETRYING: lambda h, t, e=None: later(h, t, state='retrying', retries=TaskRecord.retries + 1),
     signals.SIGNAL_REVOKED: lambda h, t, e=None: finished(h, t, 'revoked'),
     signals.SIGNAL_CANCELED: lambda h, t, e=None: finished(h, t, 'revoked'),

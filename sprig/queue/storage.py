@@ -20,6 +20,7 @@ QUEUE_ERRORS = (redis.RedisError, sqlite3.Error)  # what Huey's storages raise
 LOST_REPLY_ERRORS = BROKEN  # a reply may be lost with them
 
 PURGE_EVERY = 1000  # SQLite enqueues between two purges of expired stubs
+WAIT_SLICE = 1.0  # seconds of one BLPOP while waiting for a result: below the socket timeout
 
 
 class Stubs:
@@ -137,6 +138,24 @@ class RedisQueue(RedisStorage):
     def read_stub(self, task_id: str) -> str | None:
         value = self.conn.get(self.stub_key(task_id))
         return None if value is None else value.decode()
+
+    def wait_result(self, key, timeout=None, backoff=1.15, max_delay=1.0):
+        """Huey's blocking wait for a result (BLPOP on its notification key), in slices shorter
+        than the socket timeout: one wait of its own length would be cut short by it, and a wait
+        for ever (no timeout) would end after 5 s."""
+        deadline = None if not timeout else time.monotonic() + timeout
+        notify = self.notify_prefix + key
+        while not self.has_data_for_key(key):
+            left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            try:
+                if self.conn.blpop(notify, timeout=left) is not None:
+                    self.conn.delete(notify)
+                    return True
+            except (redis.ConnectionError, redis.TimeoutError):
+                return False
+        return True
 
 
 def storage_options(url: str) -> dict:

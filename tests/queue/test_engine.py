@@ -7,47 +7,17 @@ import datetime
 import os
 import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import testtasks
-from conftest import huey_consumer, make_settings, process_env, wait_until
+from conftest import Engine, engine_env, make_settings, record, wait_state, wait_until
 
 import tasks
-from models import Lease, TaskRecord, database
+from models import Lease, database
 from sprig.db.schema import create_tables
-from sprig.queue.records import stub
 from sprig.settings import PROJECT_DIR
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
-
-
-@dataclass
-class Engine:
-    env: dict[str, str]
-    dir: Path
-    spawn: object
-
-    def consumer(self, name: str):
-        args = huey_consumer('-w', '2', '-k', 'thread', '-m', '1')
-        args[1] = 'testtasks.huey'
-        return self.spawn(args, process_env(self.dir, **self.env), name)
-
-    def traces(self, name: str) -> list[tuple[int, float]]:
-        path = self.dir / name
-        if not path.exists():
-            return []
-        return [(int(pid), float(at)) for pid, at in (line.split() for line in path.read_text().splitlines())]
-
-
-def engine_env(kind: str, request, unique: str) -> dict[str, str]:
-    env = {'SPRIG_QUEUE_HEARTBEAT_TIMEOUT': '3', 'SPRIG_QUEUE_SHUTDOWN_TIMEOUT': '2'}
-    if kind == 'redis':
-        url = request.getfixturevalue('redis_url')
-        request.getfixturevalue('redis_prefix')  # deletes the queue's keys afterwards
-        env |= {'SPRIG_QUEUE_URL': url, 'SPRIG_QUEUE_NAME': unique}
-    return env
 
 
 @pytest.fixture(params=['sqlite', 'redis'])
@@ -58,26 +28,6 @@ def engine(request, tmp_path, spawn, unique):
     yield Engine({**env, 'TESTTASKS_DIR': str(tmp_path), 'PYTHONPATH': str(PROJECT_DIR / 'tests')},
                  tmp_path, spawn)
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
-
-
-def record(task_id: str) -> TaskRecord | None:
-    """The task's record as the API reads it: its row, or the stub of a task just enqueued."""
-    with database.connection_context():
-        return TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(testtasks.huey, task_id)
-
-
-def wait_state(task_id: str, *states: str, timeout: float = 30) -> tuple[TaskRecord, list[str]]:
-    """Poll the record until its state is one of `states`; also return every state seen on the way."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = record(task_id)
-        if current and (not seen or seen[-1] != current.state):
-            seen.append(current.state)
-        if current and current.state in states:
-            return current, seen
-        time.sleep(0.05)
-    pytest.fail(f'task {task_id} never reached {states}; states seen: {seen}')
 
 
 def test_records_follow_every_kind_of_task(engine):
