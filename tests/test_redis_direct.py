@@ -39,7 +39,12 @@ def test_replies_as_redis_gives_them(direct, redis_prefix):
 
 def test_each_thread_has_its_own_connection(direct):
     ids: list[int] = []
-    threads = [threading.Thread(target=lambda: ids.append(direct.command('CLIENT', 'ID'))) for _ in range(4)]
+    together = threading.Barrier(4)  # all alive at once: a thread that ended gives its connection back
+
+    def ask() -> None:
+        ids.append(direct.command('CLIENT', 'ID'))
+        together.wait(10)
+    threads = [threading.Thread(target=ask) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
