@@ -44,9 +44,9 @@ def create_app(settings: Settings) -> Bottle:
     """The WSGI app for `settings`; also binds the database, queue and cache to them."""
     tasks.configure(settings)
     app = Bottle()
-    # <id:int> in a route takes 1 to 15 digits: a longer number (which no row has) is a 404, not
-    # an overflow in the database driver (found by fuzzing).
-    app.router.add_filter('int', lambda config: (r'\d{1,15}', int, str))
+    # <id:int> in a route takes 1 to 15 ASCII digits: a longer number (which no row has) is a 404,
+    # not an overflow in the database driver (found by fuzzing), and ٣ is no 3.
+    app.router.add_filter('int', lambda config: (r'[0-9]{1,15}', int, str))
     env = pages.create_env(settings)
     auth = Auth(settings)
     app.uninstall('json')  # put back below, inside the guard and able to encode dates
@@ -110,8 +110,15 @@ def finish_request(headers: dict[str, str]) -> None:
     response.set_header('X-Request-ID', request_id)
     if access_log.isEnabledFor(logging.INFO):  # the line's parts cost more than the check
         elapsed = (time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())) * 1000
-        access_log.info('%s %s %s %.1fms id=%s', request.method, request.fullpath,
+        access_log.info('%s %s %s %.1fms id=%s', request.method, printable(request.fullpath),
                         response.status_code, elapsed, request_id)
+
+
+def printable(text: str) -> str:
+    """text for a log line: control characters escaped, so that a path cannot forge lines or
+    drive the terminal that shows the log (ESC sequences)."""
+    return text if text.isprintable() else ''.join(
+        char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def failed_component(exc: Exception) -> str | None:

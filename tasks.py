@@ -66,13 +66,17 @@ def drop_broken_connection(task, value, exc) -> None:
 
 @huey.task(retry_delay=2, retry_backoff=2, secret=('code',), idempotent=True)
 def send_sms_code(mobile: str, code: str, scene: str) -> None:
-    """Deliver a verification code; a failure is retried with growing delays, then recorded."""
-    sms.create_backend(settings).send(mobile, code, scene)
+    """Deliver a verification code, given sealed (sms.seal); a failure is retried with growing
+    delays, then recorded."""
+    sms.create_backend(settings).send(mobile, sms.unseal(code, settings.app.secret_key), scene)
 
 
 def queue_sms_code(mobile: str, code: str, scene: str):
-    """Enqueue send_sms_code with [sms] send_retries: Huey takes the count from the enqueuer."""
-    return send_sms_code(mobile, code, scene, retries=settings.sms.send_retries)
+    """Enqueue send_sms_code with the code sealed, so that whoever reads the queue (its SQLite
+    file, Redis, an AOF file) cannot sign in with it, and with [sms] send_retries: Huey takes the
+    count from the enqueuer."""
+    sealed = sms.seal(code, settings.app.secret_key)
+    return send_sms_code(mobile, sealed, scene, retries=settings.sms.send_retries)
 
 
 @huey.every(3600, idempotent=True)
@@ -140,6 +144,15 @@ def create_order(user_id: int, item_id: int, task=None) -> dict:
 def cancel_unpaid_order(order_id: int) -> bool:
     """Cancel the order if it is still unpaid; its unit goes back to the sale."""
     return seckill.cancel_if_unpaid(order_id)
+
+
+@huey.leader_sweep(10)
+def reconcile_claims() -> None:
+    """Seats claimed by presses that no order and no order task backs (a web process died between
+    the claim and the enqueue) go back on sale within seconds. Judged from the task records, so
+    only while they are kept."""
+    if settings.queue.records:
+        seckill.reconcile_claims()
 
 
 @huey.every(60, idempotent=True)

@@ -4,6 +4,7 @@ Every key has its default in the shipped config.ini, so that file is the one ref
 value raises SettingsError with one line that names the key; start-up prints it and stops.
 """
 import configparser
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -45,6 +46,10 @@ class AppSettings:
     threads: int = limits(1, 256)
     processes: int = limits(1, 64)
     max_body_kb: int = limits(1)
+    connection_limit: int = limits(10, 100_000)
+    request_timeout: int = limits(1)
+    idle_timeout: int = limits(1)
+    min_free_mb: int = limits(0)
     trusted_proxy: str
     timezone: str
 
@@ -103,6 +108,7 @@ class SmsSettings:
     resend_interval: int = limits(0)
     per_address_hourly: int = limits(0)
     per_mobile_daily: int = limits(0)
+    global_hourly: int = limits(0)
     send_retries: int = limits(0, 10)
     outbox: Path | None
     tencent_secret_id: str
@@ -225,9 +231,13 @@ def scheme(url: str) -> str:
 
 
 def sqlite_file(url: str) -> Path:
-    """The file of a resolved sqlite:/// URL, its directory created when missing."""
+    """The file of a resolved sqlite:/// URL; a missing file is created readable by its owner
+    alone (0600; SQLite gives its -wal and -shm files the same mode), in a directory created
+    likewise (0700) when missing."""
     path = Path(url.split(':///', 1)[1].partition('?')[0])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return path
 
 
@@ -345,7 +355,7 @@ def resolve_secret(secret: str, data_dir: Path, debug: bool, shared_db: bool) ->
 
 def stored_secret(path: Path) -> str:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         draft = path.with_name(f'.secret_key.{os.getpid()}')
         with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as out:
             out.write(secrets.token_urlsafe(32))

@@ -52,7 +52,7 @@ def assert_envelope(res, status: int) -> dict:
 def test_health_reports_each_component(client):
     res = client.get('/api/v1/health')
     assert res.json == {'code': 100, 'msg': 'ok',
-                        'components': {'database': 'ok', 'queue': 'ok', 'cache': 'ok'}}
+                        'components': {'database': 'ok', 'queue': 'ok', 'cache': 'ok', 'disk': 'ok'}}
 
 
 def test_unknown_route(client):

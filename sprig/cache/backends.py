@@ -108,14 +108,14 @@ class SqliteBackend:
             raise
         conn.execute('COMMIT')
 
-    def claim(self, counter: str, marker: str, ttl: float) -> str:
+    def claim(self, counter: str, marker: str, ttl: float, mark: str) -> str:
         # Most presses of a storm are refused: say so from a read, which the write lock never
         # blocks (WAL). Only a press that may win queues for the lock, and checks again there.
         refusal = self.refusal(self.conn(), counter, marker)
         if refusal:
             return refusal
         with self.transaction() as conn:
-            return self.refusal(conn, counter, marker) or self.take(conn, counter, marker, ttl)
+            return self.refusal(conn, counter, marker) or self.take(conn, counter, marker, ttl, mark)
 
     def refusal(self, conn: sqlite3.Connection, counter: str, marker: str) -> str | None:
         if self.alive(conn, marker) is not None:
@@ -125,9 +125,9 @@ class SqliteBackend:
             return 'unknown' if stock is None else 'empty'
         return None
 
-    def take(self, conn: sqlite3.Connection, counter: str, marker: str, ttl: float) -> str:
+    def take(self, conn: sqlite3.Connection, counter: str, marker: str, ttl: float, mark: str) -> str:
         conn.execute('UPDATE cache SET value = CAST(value AS INTEGER) - 1 WHERE key = ?', (counter,))
-        conn.execute('INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)', (marker, '1', expiry(ttl)))
+        conn.execute('INSERT OR REPLACE INTO cache (key, value, expires) VALUES (?, ?, ?)', (marker, mark, expiry(ttl)))
         return 'claimed'
 
     def adjust(self, key: str, delta: int) -> bool:
@@ -140,6 +140,13 @@ class SqliteBackend:
                 return False
             conn.execute('UPDATE cache SET value = CAST(value AS INTEGER) + 1 WHERE key = ?', (counter,))
             return True
+
+    def scan(self, prefix: str) -> dict[str, str]:
+        # A range of the primary key: every key that starts with prefix, read from its index.
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self.conn().execute('SELECT key, value FROM cache WHERE key >= ? AND key < ? AND '
+                                   '(expires IS NULL OR expires > ?)', (prefix, end, time.time()))
+        return dict(rows.fetchall())
 
     def purge(self) -> int:
         return self.conn().execute('DELETE FROM cache WHERE expires <= ?', (time.time(),)).rowcount
@@ -168,7 +175,7 @@ class RedisBackend:
         if not stock then return 'unknown' end
         if tonumber(stock) <= 0 then return 'empty' end
         redis.call('decr', KEYS[1])
-        redis.call('set', KEYS[2], '1', 'PX', ARGV[1])
+        redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[1])
         return 'claimed'"""
     ADJUST = "if redis.call('exists', KEYS[1]) == 1 then redis.call('incrby', KEYS[1], ARGV[1]) return 1 end return 0"
     RELEASE = """
@@ -212,8 +219,14 @@ class RedisBackend:
         pipe.incrby(key, delta)
         return pipe.execute()[1]
 
-    def claim(self, counter: str, marker: str, ttl: float) -> str:
-        return self.claim_script(keys=[counter, marker], args=[self.px(ttl)])
+    def claim(self, counter: str, marker: str, ttl: float, mark: str) -> str:
+        return self.claim_script(keys=[counter, marker], args=[self.px(ttl), mark])
+
+    def scan(self, prefix: str) -> dict[str, str]:
+        pattern = ''.join(f'\\{char}' if char in '*?[]\\' else char for char in prefix) + '*'
+        keys = list(self.client.scan_iter(match=pattern, count=1000))
+        values = self.client.mget(keys) if keys else []
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
     def release(self, counter: str, marker: str) -> bool:
         return bool(self.release_script(keys=[counter, marker]))
@@ -285,7 +298,7 @@ class MemoryBackend:
             self.items[key] = (str(value), self.items[key][1])
             return value
 
-    def claim(self, counter: str, marker: str, ttl: float) -> str:
+    def claim(self, counter: str, marker: str, ttl: float, mark: str) -> str:
         with self.guard:
             if self.live(marker) is not None:
                 return 'held'
@@ -293,7 +306,7 @@ class MemoryBackend:
             if stock is None or int(stock) <= 0:
                 return 'unknown' if stock is None else 'empty'
             self.items[counter] = (str(int(stock) - 1), self.items[counter][1])
-            self.store(marker, '1', ttl)
+            self.store(marker, mark, ttl)
             return 'claimed'
 
     def adjust(self, key: str, delta: int) -> bool:
@@ -310,6 +323,11 @@ class MemoryBackend:
             if self.live(counter) is not None:
                 self.items[counter] = (str(int(self.items[counter][0]) + 1), self.items[counter][1])
             return True
+
+    def scan(self, prefix: str) -> dict[str, str]:
+        with self.guard:
+            return {key: text for key in list(self.items) if key.startswith(prefix)
+                    and (text := self.live(key)) is not None}
 
     def purge(self) -> int:
         now = time.time()

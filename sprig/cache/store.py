@@ -107,12 +107,18 @@ class Cache:
     def decr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         return self.incr(key, -delta, ttl)
 
-    def claim(self, counter: str, marker: str, ttl: float) -> str:
+    def claim(self, counter: str, marker: str, ttl: float, mark: Any = 1) -> str:
         """Take one unit of a counted stock for a claimant, in one atomic step: 'claimed' (the
-        counter went down by one and the marker is set for ttl seconds), 'held' (the marker is
-        already set), 'empty' (the counter is 0) or 'unknown' (no counter: the caller sets it)."""
+        counter went down by one and the marker holds `mark` for ttl seconds), 'held' (the marker
+        is already set), 'empty' (the counter is 0) or 'unknown' (no counter: the caller sets it)."""
         with self.failures():
-            return self.backend.claim(self.prefix + counter, self.prefix + marker, ttl)
+            return self.backend.claim(self.prefix + counter, self.prefix + marker, ttl, json.dumps(mark))
+
+    def scan(self, prefix: str) -> dict[str, Any]:
+        """Every live key that starts with prefix, with its value (for a sweep, not a hot path)."""
+        with self.failures():
+            found = self.backend.scan(self.prefix + prefix)
+        return {key.removeprefix(self.prefix): json.loads(text) for key, text in found.items()}
 
     def adjust(self, key: str, delta: int) -> bool:
         """Add delta to an existing counter, keeping its TTL; False, and nothing done, when there is

@@ -94,6 +94,7 @@ class Coordinator(threading.Thread):
         self.started_at = utcnow()
         self.next_beat = 0.0  # time.monotonic() of the next heartbeat
         self.clocks: dict[str, datetime.datetime] = {}  # interval -> its next run, while leading
+        self.sweeps_due: dict[str, float] = {}  # leader sweep -> time.monotonic() of its next run
         self.suspects: set[str] = set()  # queued tasks found neither queued nor scheduled last sweep
 
     def run(self) -> None:
@@ -119,10 +120,11 @@ class Coordinator(threading.Thread):
             self.beat()
             leading = take_lease(self.huey.consumer_id)
             if leading and not self.huey.leader:
-                self.clocks = read_clocks(self.huey)
+                self.clocks, self.sweeps_due = read_clocks(self.huey), {}
             self.huey.leader = leading
             if leading:
                 self.sweep()
+                self.run_sweeps()
         if self.huey.leader:
             run_due_intervals(self.huey, self.clocks)
 
@@ -130,6 +132,18 @@ class Coordinator(threading.Thread):
         sweep_lost(self.huey)
         if self.suspects or died_lately(self.huey) or queue_failed_lately(self.huey):
             self.suspects = sweep_vanished(self.huey, self.suspects)
+
+    def run_sweeps(self) -> None:
+        """The leader sweeps that are due (SprigHuey.leader_sweep); one that fails is logged and
+        runs again at its next time."""
+        now = time.monotonic()
+        for sweep in self.huey.sweeps.values():
+            if self.sweeps_due.get(sweep.name, 0.0) <= now:
+                self.sweeps_due[sweep.name] = now + sweep.every
+                try:
+                    sweep.func()
+                except Exception:
+                    log.exception('leader sweep %s failed', sweep.name)
 
     def beat(self) -> None:
         # Update, else insert: the one upsert the three databases all speak.

@@ -67,6 +67,13 @@ class TaskInfo:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    name: str
+    every: float
+    func: Callable[[], object]
+
+
+@dataclass(frozen=True)
 class Interval:
     name: str
     every: int | Callable[[Settings], int]  # seconds, or a function of the settings (SprigHuey.period)
@@ -84,6 +91,7 @@ class SprigHuey(Huey):
         super().__init__(settings.queue.name, **options)
         self.infos: dict[str, TaskInfo] = {}
         self.intervals: dict[str, Interval] = {}
+        self.sweeps: dict[str, Sweep] = {}
         self.consumer_id: str | None = None  # set in a process that runs a consumer
         self.leader = False  # whether this process's consumer holds the scheduler lease
         self.queue_failed_at = -math.inf  # time.monotonic() of this process's last failed dequeue
@@ -171,6 +179,15 @@ class SprigHuey(Huey):
             wrapper = self.task(**options)(func)
             self.intervals[task_name(wrapper)] = Interval(task_name(wrapper), seconds, wrapper)
             return wrapper
+        return decorate
+
+    def leader_sweep(self, seconds: float) -> Callable:
+        """A function the leader consumer calls every `seconds` (on a beat, so every 2 s at most)
+        and as it starts to lead: not a task, so no queue and no record, for a check that mostly
+        finds nothing to do (an interval task would leave a record every time)."""
+        def decorate(func: Callable[[], object]) -> Callable[[], object]:
+            self.sweeps[func.__name__] = Sweep(func.__name__, seconds, func)
+            return func
         return decorate
 
     def create_consumer(self, **options) -> 'SprigConsumer':

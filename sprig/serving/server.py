@@ -7,10 +7,14 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Callable
 
-import waitress
 from bottle import Bottle
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
 from sprig.queue.consumer import EmbeddedConsumer, stop_embedded_consumer
 from sprig.serving import processes
@@ -32,14 +36,59 @@ def serving(app: Callable[[], Bottle], settings: Settings, host: str, port: int,
     return make_server(app(), settings, threads, where).run
 
 
-def make_server(app: Bottle, settings: Settings, threads: int, where: dict) -> waitress.server.BaseWSGIServer:
-    """A Waitress server for app, listening `where` (host and port, or sockets)."""
-    return waitress.create_server(
-        app, threads=threads,
+class GuardedChannel(HTTPChannel):
+    """Waitress's channel, knowing since when its current request has been arriving."""
+
+    arriving: object = None  # the parser of the request that is arriving, if any
+    arriving_since = 0.0
+
+    def received(self, data):
+        result = super().received(data)
+        if self.request is None:
+            self.arriving = None
+        elif self.request is not self.arriving:
+            self.arriving, self.arriving_since = self.request, time.monotonic()
+        return result
+
+
+class GuardedServer(TcpWSGIServer):
+    """Waitress's server, cutting off a client that takes longer than `request_timeout` seconds
+    to send one whole request: slow clients (one header line every few seconds) would otherwise
+    hold connections for as long as they like, and Waitress stops accepting at its limit."""
+
+    channel_class = GuardedChannel
+    request_timeout = 15.0
+
+    def maintenance(self, now):
+        super().maintenance(now)
+        cutoff = time.monotonic() - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            if channel.arriving is not None and channel.arriving_since < cutoff:
+                channel.will_close = True
+
+
+def make_server(app: Bottle, settings: Settings, threads: int, where: dict) -> GuardedServer:
+    """A Waitress server for app, listening `where` (host and port, or one socket)."""
+    options = settings.app
+    adj = Adjustments(
+        threads=threads,
         # Waitress buffers bodies before the app sees them (to disk past 512 KB); this bounds
         # that buffer. The app's own JSON 413 answers everything below it.
-        max_request_body_size=max(64 * settings.app.max_body_kb * 1024, 16 * 1024 * 1024),
-        **proxy_options(settings.app.trusted_proxy), **where)
+        max_request_body_size=max(64 * options.max_body_kb * 1024, 16 * 1024 * 1024),
+        connection_limit=options.connection_limit, channel_timeout=options.idle_timeout,
+        cleanup_interval=1,  # how often slow and idle connections are looked for
+        asyncore_use_poll=True,  # select() cannot watch more than 1,024 sockets
+        **proxy_options(options.trusted_proxy), **where)
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(adj.threads)
+    if adj.sockets:
+        sock = adj.sockets[0]
+        server = GuardedServer(app, {}, True, sock, dispatcher=dispatcher, adj=adj, bind_socket=False,
+                               sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
+    else:
+        server = GuardedServer(app, {}, dispatcher=dispatcher, adj=adj, sockinfo=adj.listen[0])
+    server.request_timeout = options.request_timeout
+    return server
 
 
 def proxy_options(proxy: str) -> dict:

@@ -7,10 +7,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from typing import Annotated, Any
 
-from peewee import IntegrityError
-from pydantic import AfterValidator, StrictStr
+from peewee import IntegrityError, fn
+from pydantic import AfterValidator, BeforeValidator, StrictStr, WithJsonSchema
 
 from models import Token, User, database, utcnow
 from sprig.web.envelope import ApiError
@@ -22,8 +23,9 @@ MOBILE_PATTERN = r'1[3-9][0-9]{9}'  # [0-9], not \d: Python's \d takes any scrip
 MOBILE = re.compile(MOBILE_PATTERN)
 
 
-def matching(pattern: str, message: str) -> Any:
-    """A str type for pydantic fields that must match pattern whole, failing with message."""
+def matching(pattern: str, message: str, schema: dict | None = None) -> Any:
+    """A str type for pydantic fields that must match pattern whole, failing with message; its
+    JSON Schema says the same (the pattern, unless `schema` says it in JSON Schema's terms)."""
     compiled = re.compile(pattern, re.DOTALL)
 
     def check(value: str) -> str:
@@ -31,7 +33,8 @@ def matching(pattern: str, message: str) -> Any:
             raise ValueError(message)
         return value
 
-    return Annotated[StrictStr, AfterValidator(check)]
+    schema = schema or {'pattern': f'^{pattern}$'}
+    return Annotated[StrictStr, AfterValidator(check), WithJsonSchema({'type': 'string', **schema})]
 
 
 def not_a_mobile(value: str) -> str:
@@ -41,14 +44,45 @@ def not_a_mobile(value: str) -> str:
     return value
 
 
+def normal(value: Any) -> Any:
+    """NFKC: full-width and other compatibility forms become the letters they show, so that
+    ｖｉｃｔｉｍ_01 is victim_01 (and taken when that is)."""
+    return unicodedata.normalize('NFKC', value) if isinstance(value, str) else value
+
+
+def script(char: str) -> str | None:
+    """The alphabet a letter belongs to (Chinese, Japanese and Korean counted as one)."""
+    if not char.isalpha():
+        return None
+    first = unicodedata.name(char, 'UNKNOWN').split(' ')[0]
+    return 'CJK' if first in ('CJK', 'HIRAGANA', 'KATAKANA', 'HANGUL') else first
+
+
+def unmistakable(value: str) -> str:
+    """Refuse a name that could pass for another: letters of two alphabets (a Cyrillic а among
+    Latin ones), or a name wholly of Cyrillic or Greek letters that look Latin."""
+    if len({script(char) for char in value} - {None, 'CJK'}) > 1:
+        raise ValueError('must be written in one alphabet (letters of several look alike)')
+    lookalike = value.translate(LATIN_LOOKALIKES)
+    if lookalike != value and lookalike.isascii():
+        raise ValueError('looks like a name in Latin letters: write it in Latin letters')
+    return value
+
+
+# Cyrillic and Greek letters that look like Latin ones.
+LATIN_LOOKALIKES = str.maketrans('аеорсухіјѕԁԛԝһвкмнтАВЕКМНОРСТХІЈЅαοικνρτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ',
+                                 'aeopcyxijsdqwhbkmhtABEKMHOPCTXIJSaoikvptuxABEZHIKMNOPTYX')
 Mobile = matching(MOBILE_PATTERN, 'must be an 11-digit mobile number starting with 13 to 19')
-Username = Annotated[matching(r'\w{5,20}', 'must be 5-20 letters, digits or underscores'),
-                     AfterValidator(not_a_mobile)]
+Username = Annotated[matching(r'\w{5,20}', 'must be 5-20 letters, digits or underscores', {
+    'minLength': 5, 'maxLength': 20, 'pattern': '^[^\\s@]+$', 'description': 'letters of one alphabet (Chinese, '
+    'Japanese and Korean together), digits and underscores; not a mobile number; compared in NFKC and ignoring case'}),
+                     BeforeValidator(normal), AfterValidator(not_a_mobile), AfterValidator(unmistakable)]
 SmsCode = matching(r'[0-9]{6}', 'must be the 6 digits you received')
 # Lower case: addresses are compared and kept as one spelling.
-Email = Annotated[matching(r'(?=.{3,254}\Z)[^@\s]{1,64}@[^@\s]+\.[^@\s]+', 'must be an e-mail address'),
+Email = Annotated[matching(r'(?=.{3,254}\Z)[^@\s]{1,64}@[^@\s]+\.[^@\s]+', 'must be an e-mail address', {
+    'minLength': 3, 'maxLength': 254, 'pattern': '^[^@\\s]{1,64}@[^@\\s]+\\.[^@\\s]+$'}),
                   AfterValidator(str.lower)]
-Password = matching(r'.{8,64}', 'must be 8-64 characters')
+Password = matching(r'.{8,64}', 'must be 8-64 characters', {'minLength': 8, 'maxLength': 64})
 
 
 class AdminAccount(Input):
@@ -115,13 +149,15 @@ def find_login(name: str) -> User | None:
         return User.get_or_none(User.mobile == name)
     if '@' in name:
         return User.get_or_none(User.email == name.lower())
-    return User.get_or_none(User.username == name)
+    name = normal(name)
+    return User.get_or_none(User.username == name) or User.get_or_none(fn.LOWER(User.username) == name.lower())
 
 
 def conflicts(username: str, mobile: str | None, email: str | None = None) -> dict[str, str]:
     """The fields whose value another account already has."""
     taken = {}
-    if User.select().where(User.username == username).exists():
+    # Case does not tell two accounts apart: Alice_01 is taken when alice_01 is.
+    if User.select().where(fn.LOWER(User.username) == username.lower()).exists():
         taken['username'] = 'already taken'
     if mobile and User.has_mobile(mobile):
         taken['mobile'] = 'already registered; sign in instead'

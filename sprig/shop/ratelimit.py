@@ -11,25 +11,50 @@ def throttle(key: str, limit: int, window: int, what: str) -> None:
 
     :raise ApiError 429: over the limit, with retry_after and a Retry-After header.
     """
-    if limit <= 0:
-        return
+    if limit > 0 and count(key, window) > limit:
+        refuse(window, what)
+
+
+def refuse_when_spent(key: str, limit: int, window: int, what: str) -> None:
+    """Count nothing; refuse when key was counted `limit` times this window (0 = no limit): for a
+    budget that only what was really done spends (count() afterwards), so a caller's refused
+    attempts never cost the budget's owner.
+
+    :raise ApiError 429: as throttle.
+    """
+    if limit > 0 and cache.get(bucket_key(key, window), 0) >= limit:
+        refuse(window, what)
+
+
+def count(key: str, window: int) -> int:
+    """One more on key in this window; the count so far."""
+    return cache.incr(bucket_key(key, window), ttl=window)
+
+
+def bucket_key(key: str, window: int) -> str:
+    return f'rate:{key}:{int(time.time() // window)}'
+
+
+def refuse(window: int, what: str) -> None:
     now = time.time()
-    bucket = int(now // window)
-    if cache.incr(f'rate:{key}:{bucket}', ttl=window) <= limit:
-        return
-    retry_after = max(1, math.ceil((bucket + 1) * window - now))
+    retry_after = max(1, math.ceil((int(now // window) + 1) * window - now))
     raise too_many(f'too many {what}; try again in {retry_after} s', retry_after)
 
 
-def refuse_after_failures(key: str, limit: int, window: int) -> None:
-    """:raise ApiError 429: `key` failed `limit` times (0 = no limit) within the last `window` s."""
-    if limit > 0 and cache.get(f'failures:{key}', 0) >= limit:
-        raise too_many(f'too many failed attempts; try again in {window // 60} minutes', window)
+def attempt(key: str, limit: int, window: int, msg: str, **payload) -> None:
+    """Count one attempt on key before it is checked, so that parallel attempts cannot slip in
+    under the limit; at most `limit` per `window` seconds (0 = no limit) until forgive(key).
+
+    :raise ApiError 429: the attempt is over the limit (not checked at all).
+    """
+    if limit > 0 and cache.incr(f'attempts:{key}', ttl=window) > limit:
+        raise too_many(msg, window, **payload)
 
 
-def count_failure(key: str, window: int) -> None:
-    cache.incr(f'failures:{key}', ttl=window)
+def forgive(key: str) -> None:
+    """The attempts on key succeeded: those that failed before no longer count."""
+    cache.delete(f'attempts:{key}')
 
 
-def too_many(msg: str, retry_after: int) -> ApiError:
-    return ApiError(429, msg, retry_after=retry_after, headers={'Retry-After': str(retry_after)})
+def too_many(msg: str, retry_after: int, **payload) -> ApiError:
+    return ApiError(429, msg, retry_after=retry_after, headers={'Retry-After': str(retry_after)}, **payload)

@@ -13,6 +13,9 @@ cache forgets either (a restart), the counter is set again from the database and
 own checks keep the invariants; the fast path is only ever an optimisation.
 """
 import datetime
+import json
+import logging
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -31,7 +34,10 @@ from sprig.shop.content import stale
 if TYPE_CHECKING:
     from sprig.queue.engine import SprigHuey
 
+log = logging.getLogger('sprig.seckill')
 KEEP_AFTER_SALE = 86400  # seconds the counter and markers outlive their sale
+CLAIM_GRACE = 10  # seconds a claim may wait for its task's record (it takes milliseconds)
+UNFINISHED = ('queued', 'scheduled', 'started', 'retrying')
 
 
 def counter_key(item_id: int) -> str:
@@ -103,11 +109,49 @@ def claim(sale: dict, user: User, settings: Settings) -> str:
     """Take a unit for user in the shared counter: 'claimed', 'held' or 'empty'."""
     now = utcnow()
     ttl = max(60.0, keep_for(sale, settings, now))
-    taken = cache.claim(counter_key(sale['id']), marker_key(sale['id'], user.id), ttl)
+    # The marker holds the claim's time: reconcile_claims judges only claims old enough.
+    taken = cache.claim(counter_key(sale['id']), marker_key(sale['id'], user.id), ttl, time.time())
     if taken == 'unknown':  # first press since the cache started: count from the database
         cache.add(counter_key(sale['id']), SeckillItem.get_by_id(sale['id']).stock_left, ttl=ttl)
-        taken = cache.claim(counter_key(sale['id']), marker_key(sale['id'], user.id), ttl)
+        taken = cache.claim(counter_key(sale['id']), marker_key(sale['id'], user.id), ttl, time.time())
     return taken
+
+
+def reconcile_claims() -> int:
+    """Give back the seats of claims that neither a live order nor an unfinished order task
+    backs: the web process died between a press's claim and its enqueue (or the enqueue failed,
+    and so did the release, the cache being down). Such a seat was lost to the sale, and its
+    buyer told "you already hold an order" until the marker expired. Claims younger than
+    CLAIM_GRACE seconds are left alone: their enqueue may be under way. Returns how many went back."""
+    now, returned = time.time(), 0
+    for item_id in open_sale_ids():
+        marks = cache.scan(f'seckill:{item_id}:user:')
+        old = {int(key.rsplit(':', 1)[1]) for key, mark in marks.items() if now - float(mark) > CLAIM_GRACE}
+        for user_id in sorted(old - backed(item_id, old)):
+            if cache.release(counter_key(item_id), marker_key(item_id, user_id)):
+                log.warning('sale %s: the claim of user %s had no order nor task; its seat went back', item_id, user_id)
+                returned += 1
+    return returned
+
+
+def open_sale_ids() -> list[int]:
+    now = utcnow()
+    return [row.id for row in SeckillItem.select(SeckillItem.id)
+            .where((SeckillItem.starts_at <= now) & (SeckillItem.ends_at > now))]
+
+
+def backed(item_id: int, users: set[int]) -> set[int]:
+    """The users among `users` with a live order for the sale, or an order task not finished."""
+    if not users:
+        return set()
+    holders = {order.user_id for order in Order.select(Order.user)
+               .where((Order.item == item_id) & Order.live.is_null(False) & Order.user.in_(list(users)))}
+    running = (TaskRecord.select(TaskRecord.user_id, TaskRecord.payload)
+               .where((TaskRecord.name == 'create_order') & TaskRecord.user_id.in_(list(users))
+                      & TaskRecord.state.in_(UNFINISHED)))
+    waiting = {record.user_id for record in running
+               if record.payload and json.loads(record.payload)[0][1:2] == [item_id]}
+    return holders | waiting
 
 
 def release(item_id: int, user_id: int) -> None:

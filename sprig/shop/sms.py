@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import secrets
 import threading
 import time
@@ -34,6 +35,23 @@ class CodeRejected(Exception):
 
 class SendFailed(Exception):
     """The SMS provider refused the message."""
+
+
+def seal(code: str, secret: str) -> str:
+    """The code encrypted for the queue: XOR with a pad that only the secret and a fresh nonce
+    make (HMAC-SHA256), so each sealed code is readable only where [app] secret_key is known."""
+    nonce = secrets.token_hex(8)
+    sealed = bytes(a ^ b for a, b in zip(code.encode(), pad(secret, nonce), strict=False))
+    return f'{nonce}:{sealed.hex()}'
+
+
+def unseal(sealed: str, secret: str) -> str:
+    nonce, _, text = sealed.partition(':')
+    return bytes(a ^ b for a, b in zip(bytes.fromhex(text), pad(secret, nonce), strict=False)).decode()
+
+
+def pad(secret: str, nonce: str) -> bytes:
+    return hmac.new(secret.encode(), f'sms-seal:{nonce}'.encode(), 'sha256').digest()
 
 
 def masked_mobile(mobile: str) -> str:
@@ -108,7 +126,8 @@ class ConsoleBackend:
         line = json.dumps({'mobile': mobile, 'code': code, 'scene': scene,
                            'sent_at': datetime.datetime.now(datetime.UTC).isoformat()})
         self.outbox.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock, self.outbox.open('a', encoding='utf-8') as out:
+        with self.lock, open(os.open(self.outbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), 'a',
+                             encoding='utf-8') as out:  # it holds codes: the owner's alone
             out.write(line + '\n')
 
 

@@ -88,11 +88,22 @@ def json_body(limit: int) -> dict:
     if len(raw) > limit:
         raise ApiError(413, f'request body too large (limit {limit // 1024} KB)')
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f'malformed JSON: {exc}') from None
     except RecursionError:
         raise ApiError(400, 'malformed JSON: nested too deeply') from None
+    except ValueError as exc:  # a number of more digits than Python converts (4,300), a repeated key
+        raise ApiError(400, f'malformed JSON: {exc}') from None
     if not isinstance(data, dict):
         raise ApiError(400, 'the JSON body must be an object')
     return data
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are all different: a repeated key would silently take the last."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        repeated = next(key for index, (key, _) in enumerate(pairs) if key in dict(pairs[:index]))
+        raise ValueError(f'the key {json.dumps(repeated)} is given twice')
+    return found

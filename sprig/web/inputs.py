@@ -1,5 +1,6 @@
 """Request inputs: the base of every body and query model, validation that names every bad field,
 and the field types people fill in (lines, images, links, orders). A leaf, like the envelope."""
+import json
 import re
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
@@ -18,8 +19,20 @@ class Input(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
 
+def no_nulls(schema: dict) -> None:
+    """A PATCH body's JSON Schema: a field given must hold a value (null is refused), and an
+    omitted one has no default (it stays as it is)."""
+    for field in schema.get('properties', {}).values():
+        options = [option for option in field.pop('anyOf', []) if option.get('type') != 'null']
+        field.update(options[0] if len(options) == 1 else {'anyOf': options} if options else {})
+        if 'default' in field and field['default'] is None:
+            del field['default']
+
+
 class Change(Input):
     """Base of a PATCH body: only the fields given change, and at least one must be given."""
+
+    model_config = ConfigDict(json_schema_extra=no_nulls)
 
     @model_validator(mode='after')
     def not_empty(self) -> 'Change':
@@ -53,12 +66,17 @@ def unstorable(value: Any) -> bool:
     return '\x00' in value
 
 
-def validated(model: type[M], data: dict) -> M:
-    """:raise ApiError 400: naming every bad field of data at once."""
+def validated(model: type[M], data: dict, strict_json: bool = False) -> M:
+    """data as the model; with strict_json, data came from a JSON body and each value must have
+    its field's JSON type (no "1" or 1.0 for 1, no 0 for false).
+
+    :raise ApiError 400: naming every bad field of data at once.
+    """
     errors = {name: 'contains characters that are not allowed' for name, value in data.items()
               if unstorable(value)}
     try:
-        result = model.model_validate(data)
+        result = (model.model_validate_json(json.dumps(data), strict=True) if strict_json
+                  else model.model_validate(data))
     except ValidationError as exc:
         errors = field_errors(exc) | errors
     if errors:
@@ -67,8 +85,8 @@ def validated(model: type[M], data: dict) -> M:
 
 
 def parse_body(model: type[M], limit: int) -> M:
-    """The JSON body as a validated model (see json_body and validated)."""
-    return validated(model, json_body(limit))
+    """The JSON body as a validated model, strictly typed (see json_body and validated)."""
+    return validated(model, json_body(limit), strict_json=True)
 
 
 def parse_query(model: type[M]) -> M:
@@ -109,9 +127,19 @@ def optional_image(value: str) -> str:
     return value if value == '' else image_address(value)
 
 
+# The addresses' rules, for the OpenAPI document (JSON Schema's ECMA-262 regular expressions).
+WEB = 'https?://[^\\s"\'<>\\\\`]+'
+PATH = r'(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_\-./~%]+'
+IMAGE_RULE = {'pattern': f'^({WEB}|/?(?!/){PATH})$', 'description': 'an http(s) URL, or a path on this site '
+              'like static/banners/a.svg'}
+LINK_RULE = {'pattern': f'^({WEB}|/(?!/){PATH})?$', 'description': 'empty, an http(s) URL, or a path on this '
+             'site starting with /'}
 Line = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
-Image = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(image_address)]
+Image = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(image_address),
+                  Field(json_schema_extra=IMAGE_RULE)]
 OptionalImage = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255),
-                          AfterValidator(optional_image)]
-Link = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(link_address)]
+                          AfterValidator(optional_image),
+                          Field(json_schema_extra={**IMAGE_RULE, 'pattern': f'^({WEB}|/?(?!/){PATH})?$'})]
+Link = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(link_address),
+                 Field(json_schema_extra=LINK_RULE)]
 Orders = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]

@@ -13,6 +13,7 @@ from bottle import Bottle, request
 from pydantic import BaseModel
 
 from sprig.settings import Settings
+from sprig.web.auth import SAFE_METHODS
 from sprig.web.routing import Route, Routes
 
 ROUTES = Routes()
@@ -20,7 +21,8 @@ ROUTES = Routes()
 PARAMETER = re.compile(r'<(\w+)(?::(\w+)(?::([^>]*))?)?>')
 REASONS = {200: 'OK', 201: 'created', 202: 'accepted into the queue', 304: 'not modified (ETag)',
            400: 'invalid input: every bad field is named in "errors"', 401: 'sign in first',
-           403: 'not allowed', 404: 'not found', 409: 'conflict', 413: 'request body too large',
+           403: 'not allowed: admins only, or a cookie-signed write from another site', 404: 'not found',
+           409: 'conflict', 413: 'request body too large',
            429: 'too many requests ("retry_after" seconds)',
            503: 'a dependency is down ("component" names it)'}
 ENVELOPE = {
@@ -61,9 +63,17 @@ def query_parameters(model: type[BaseModel] | None, schemas: dict) -> list[dict]
             for name, field in schema['properties'].items()]
 
 
+def refusals(doc: Route) -> set[int]:
+    """What the sign-in a route requires may answer: 401 without it, 403 for a non-admin on an
+    admin route, and 403 for a write signed by the cookie but sent from another site."""
+    if doc.auth == 'public':
+        return set()
+    cross_site = doc.method not in SAFE_METHODS
+    return {401} | ({403} if doc.auth == 'admin' or cross_site else set())
+
+
 def operation(doc: Route, parameters: list[dict], schemas: dict) -> dict:
-    statuses = sorted({200, *doc.statuses, 503} | ({400} if doc.body or doc.query else set())
-                      | ({401} if doc.auth != 'public' else set()) | ({403} if doc.auth == 'admin' else set()))
+    statuses = sorted({200, *doc.statuses, 503} | ({400} if doc.body or doc.query else set()) | refusals(doc))
     responses = {str(status): {'description': REASONS.get(status, ''),
                                'content': {'application/json': {'schema': {'$ref': '#/components/schemas/Envelope'}}}}
                  for status in statuses}

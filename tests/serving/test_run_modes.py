@@ -26,7 +26,7 @@ from conftest import (
 
 from sprig.settings import PROJECT_DIR
 
-ALL_OK = {'database': 'ok', 'queue': 'ok', 'cache': 'ok'}
+ALL_OK = {'database': 'ok', 'queue': 'ok', 'cache': 'ok', 'disk': 'ok'}
 
 
 def run_ping(env: dict, timeout: float = 10) -> subprocess.CompletedProcess:

@@ -1,5 +1,8 @@
 """The OpenAPI document: every /api/v1/ route in it and nothing else, each described; a route
 without a description is refused; the reference page shows them all."""
+import json
+import re
+
 import pytest
 from conftest import shot, start_site
 
@@ -51,3 +54,22 @@ def test_the_reference_page_shows_every_operation(client, context, spawn, tmp_pa
     page.goto(site + '/api/docs')
     assert page.locator('.operation').count() == sum(len(ops) for ops in spec['paths'].values())
     shot(page, 'api-docs')
+
+
+def test_the_document_says_what_the_app_enforces(client):
+    spec = client.get('/api/v1/openapi.json').json
+    schemas = spec['components']['schemas']
+    for name, schema in schemas.items():
+        if name.endswith('Change'):  # PATCH bodies: a field given must hold a value
+            assert 'null' not in json.dumps(schema.get('properties', {})), name
+    patterns = {field: re.compile(schemas['Register']['properties'][field]['pattern'])
+                for field in ('mobile', 'sms_code')}
+    assert patterns['mobile'].match('13800138000') and not patterns['mobile'].match('12800138000')
+    assert patterns['sms_code'].match('123456') and not patterns['sms_code'].match('12345a')
+    image = re.compile(schemas['NewBanner']['properties']['image']['pattern'])
+    assert image.match('static/banners/a.svg') and not image.match('javascript:alert(1)')
+    for path, operations in spec['paths'].items():
+        for method, operation in operations.items():
+            if method != 'get' and operation['tags'] != ['public']:  # a cookie-signed write from elsewhere
+                assert '403' in operation['responses'], (method, path)
+    assert '403' in spec['paths']['/api/v1/user/logout']['post']['responses']

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from peewee import IntegrityError, Model
 from playhouse.shortcuts import model_to_dict
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from models import ContentModel, Course, CourseCategory, CourseChapter, CourseSection, Teacher
 from sprig.settings import Settings
@@ -120,10 +121,15 @@ TABLES = {
 }
 
 
+def constrained(field: FieldInfo) -> object:
+    """The field's type with its constraints (a field keeps them apart from its annotation)."""
+    return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+
 def partial_model(schema: type[Input]) -> type[Input]:
     """The schema with every field optional, and at least one given. A PATCH body is checked with
     it, then validated whole with the schema, merged with the row (so null is refused there)."""
-    fields = {name: (field.annotation | None, None) for name, field in schema.model_fields.items()}
+    fields = {name: (constrained(field) | None, None) for name, field in schema.model_fields.items()}
     return create_model(f'{schema.__name__}Change', __base__=Change, **fields)
 
 

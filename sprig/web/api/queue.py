@@ -18,7 +18,7 @@ ROUTES = Routes()
 class TaskQuery(Input):
     state: Literal[STATES] | None = None
     name: Annotated[str, Field(max_length=100)] | None = None
-    page: Annotated[int, Field(ge=1)] = 1
+    page: Annotated[int, Field(ge=1, le=100_000)] = 1
     size: Annotated[int, Field(ge=1, le=100)] = 20
 
 

@@ -20,7 +20,7 @@ from sprig.shop.accounts import (
     find_login,
     hash_password,
 )
-from sprig.shop.ratelimit import count_failure, refuse_after_failures, throttle, too_many
+from sprig.shop.ratelimit import attempt, count, forgive, refuse_when_spent, throttle, too_many
 from sprig.shop.sms import CodeRejected, Codes, TooSoon
 from sprig.web.auth import Auth
 from sprig.web.envelope import ApiError, client_address, ok, refuse
@@ -96,7 +96,9 @@ def send_code(body: SendCode, settings: Settings) -> dict:
         raise conflict_error({'mobile': 'already registered; sign in instead'})
     if body.scene == 'login' and not registered:
         return refuse('mobile not registered')
-    throttle(f'sms-mobile:{body.mobile}', sms.per_mobile_daily, 86400, 'codes to this number today')
+    # Budgets that only codes really sent spend: a refused request costs the number nothing.
+    refuse_when_spent(f'sms-mobile:{body.mobile}', sms.per_mobile_daily, 86400, 'codes to this number today')
+    refuse_when_spent('sms-all', sms.global_hourly, 3600, 'codes sent this hour; the site is busy')
     codes = Codes(cache, settings)
     try:
         code = codes.issue(body.mobile, body.scene)
@@ -108,6 +110,8 @@ def send_code(body: SendCode, settings: Settings) -> dict:
     except Exception:
         codes.allow_resend(body.mobile)  # it never left: let the user ask again at once
         raise
+    count(f'sms-mobile:{body.mobile}', 86400)
+    count('sms-all', 3600)
     return ok('sent', status=202, task_id=result.id, retry_after=sms.resend_interval)
 
 
@@ -144,12 +148,15 @@ def register(body: Register, settings: Settings, auth: Auth) -> dict:
 def login(body: Login, settings: Settings, auth: Auth) -> dict:
     limits = settings.auth
     throttle(f'login:{client_address()}', limits.logins_per_minute, 60, 'sign-in attempts')
-    account = f'login-failures:{body.username.lower()}'
-    refuse_after_failures(account, limits.login_failures, LOGIN_FAILURE_WINDOW)
     user = find_login(body.username)
+    # Per account, whichever of its names is given (an unknown name counts for itself).
+    account = f'login:user:{user.id}' if user else f'login:name:{body.username.lower()}'
+    attempt(account, limits.login_failures, LOGIN_FAILURE_WINDOW,
+            f'too many failed sign-ins for this account; try again in {LOGIN_FAILURE_WINDOW // 60} '
+            'minutes, or sign in with an SMS code now', sms_login=True)
     if not check_login(user, body.password):
-        count_failure(account, LOGIN_FAILURE_WINDOW)
         raise ApiError(401, WRONG_LOGIN)
+    forgive(account)
     return ok('signed in', **auth.login(user))
 
 
@@ -172,7 +179,7 @@ def me(user: User) -> dict:
     return ok(result=user.public())
 
 
-@ROUTES.post('/api/v1/user/logout', 'Sign out (revokes the token; idempotent)')
+@ROUTES.post('/api/v1/user/logout', 'Sign out (revokes the token; idempotent)', statuses=(403,))
 def logout(auth: Auth) -> dict:
     auth.logout()  # idempotent: signing out twice is not an error
     return ok('signed out')
