@@ -140,6 +140,7 @@ def test_health_says_when_the_disk_is_nearly_full(tmp_path):
 
 # 5. Secrets stay out of the queue and files are private ------------------------------------------
 
+@pytest.mark.sqlite_only  # the files are SQLite's
 def test_sms_codes_are_sealed_in_the_queue_and_the_files_are_private(tmp_path):
     settings = make_settings(tmp_path, SPRIG_SMS_OUTBOX=str(tmp_path / 'outbox.jsonl'))
     client = webtest.TestApp(sprig_app.create_app(settings), extra_environ={'REMOTE_ADDR': '10.0.0.1'})
