@@ -28,7 +28,7 @@ from sprig.db.schema import create_tables
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.settings import Settings
 from sprig.web import openapi, pages
-from sprig.web.api import banners, catalogue, health, queue, seckill, users
+from sprig.web.api import banners, catalogue, health, orders, queue, seckill, users
 from sprig.web.auth import Auth
 from sprig.web.envelope import ApiError, to_json
 from sprig.web.routing import RoutePlugin, mount
@@ -37,7 +37,7 @@ log = logging.getLogger('sprig')
 access_log = logging.getLogger('sprig.access')
 REQUEST_ID = re.compile(r'^[A-Za-z0-9._-]{1,64}$')
 # Every route module, in mounting order; the OpenAPI document lists their /api/v1/ routes.
-ROUTE_MODULES = (health, users, queue, banners, catalogue, seckill, pages, openapi)
+ROUTE_MODULES = (health, users, queue, banners, catalogue, seckill, orders, pages, openapi)
 
 
 def create_app(settings: Settings) -> Bottle:
@@ -85,7 +85,7 @@ def security_headers(settings: Settings) -> dict[str, str]:
     """Headers for every answer: only our own scripts and styles run, nobody frames our pages.
     Images may also come from https (a banner may name a CDN); inline code never runs, and none
     of our pages has any."""
-    site = urlsplit(settings.app.base_url)
+    site = urlsplit(settings.app.public_url)
     headers = {
         'Content-Security-Policy': (f"default-src 'self'; img-src 'self' {site.scheme}://{site.netloc} https: data:; "
                                     "script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'self'; "

@@ -177,15 +177,18 @@ class SeckillItem(BaseModel):
 
 
 class Order(BaseModel):
-    """A unit won in a flash sale. `live` is 1 until the order is cancelled, then NULL: the unique
-    index on (user, item, live) lets the database refuse a second live order for the same user
-    and item, on every backend (NULLs never collide)."""
+    """A course bought: a seat won in a flash sale (`item`), or the course at its price. `live` is
+    1 until the order is cancelled, then NULL: the unique indexes on (user, item, live) and (user,
+    course, live) let the database refuse a second live order for the same user and sale, or the
+    same user and course, on every backend (NULLs never collide)."""
 
     STATUSES = ('pending_payment', 'paid', 'cancelled')
 
     user = ForeignKeyField(User, backref='orders', on_delete='CASCADE')
-    item = ForeignKeyField(SeckillItem, backref='orders', on_delete='CASCADE')
-    task_id = CharField(max_length=64, unique=True)  # the submission that won it: a re-run finds it
+    item = ForeignKeyField(SeckillItem, null=True, backref='orders', on_delete='CASCADE')  # since version 2
+    course = ForeignKeyField(Course, null=True, backref='purchases', on_delete='CASCADE')  # since version 2
+    # The press that won it (a re-run finds it), or a random one for a course bought at its price.
+    task_id = CharField(max_length=64, unique=True)
     status = CharField(max_length=16, choices=[(status, status) for status in STATUSES], default='pending_payment')
     live = BooleanField(null=True, default=True)
     price = DecimalField(max_digits=10, decimal_places=2)
@@ -195,12 +198,35 @@ class Order(BaseModel):
     cancelled_at = DateTimeField(null=True)
 
     class Meta:
-        indexes = ((('user', 'item', 'live'), True),)
+        indexes = ((('user', 'item', 'live'), True), (('user', 'course', 'live'), True))
 
     def public(self) -> dict:
-        return {'id': self.id, 'item_id': self.item_id, 'status': self.status, 'price': f'{self.price:.2f}',
+        return {'id': self.id, 'item_id': self.item_id, 'course_id': self.course_id, 'status': self.status,
+                'price': f'{self.price:.2f}',
                 'created_at': self.created_at, 'expires_at': self.expires_at, 'paid_at': self.paid_at,
                 'cancelled_at': self.cancelled_at}
+
+
+class Enrolment(BaseModel):
+    """A course a user follows: a free one started, or one bought and paid (since version 2)."""
+
+    user = ForeignKeyField(User, backref='enrolments', on_delete='CASCADE')
+    course = ForeignKeyField(Course, backref='enrolments', on_delete='CASCADE')
+    created = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((('user', 'course'), True),)
+
+
+class Payment(BaseModel):
+    """A payment provider's notice that an order was paid, kept once per transaction: a notice
+    sent again (a retry, a replay) finds its row and changes nothing (since version 2)."""
+
+    transaction = CharField(max_length=100, unique=True)
+    order = ForeignKeyField(Order, backref='payments', on_delete='CASCADE')
+    provider = CharField(max_length=32)
+    amount = DecimalField(max_digits=10, decimal_places=2)
+    created = DateTimeField(default=utcnow)
 
 
 class SchemaVersion(BaseModel):
@@ -264,7 +290,8 @@ class Schedule(BaseModel):
 
 # Every table, in creation order (a table after those it refers to).
 MODELS: list[type[Model]] = [User, Token, Banner, CourseCategory, Teacher, Course, CourseChapter, CourseSection,
-                             SeckillItem, Order, TaskRecord, ConsumerBeat, Lease, Schedule, SchemaVersion]
+                             SeckillItem, Order, Enrolment, Payment, TaskRecord, ConsumerBeat, Lease, Schedule,
+                             SchemaVersion]
 # The tables people fill: a database with rows in none of them is a fresh install.
 CONTENT: list[type[Model]] = [User, Banner, CourseCategory, Teacher, Course]
 

@@ -18,13 +18,13 @@ from peewee import DatabaseError
 from models import ConsumerBeat, TaskRecord, Token, database, utcnow
 from sprig.cache import aside
 from sprig.cache.invalidation import second_delete
-from sprig.cache.store import init_cache
+from sprig.cache.store import cache, init_cache
 from sprig.db.connection import init_db
 from sprig.queue.engine import SprigHuey
 from sprig.queue.records import seconds_ago
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.settings import Settings, SettingsError, load_settings, scheme
-from sprig.shop import banners, seckill, sms
+from sprig.shop import banners, orders, seckill, sms
 
 log = logging.getLogger('sprig.tasks')
 
@@ -64,11 +64,16 @@ def drop_broken_connection(task, value, exc) -> None:
         database.manual_close()  # not back to the pool
 
 
-@huey.task(retry_delay=2, retry_backoff=2, secret=('code',), idempotent=True)
-def send_sms_code(mobile: str, code: str, scene: str) -> None:
+@huey.task(context=True, retry_delay=2, retry_backoff=2, secret=('code',), idempotent=True)
+def send_sms_code(mobile: str, code: str, scene: str, task=None) -> None:
     """Deliver a verification code, given sealed (sms.seal); a failure is retried with growing
-    delays, then recorded."""
-    sms.create_backend(settings).send(mobile, sms.unseal(code, settings.app.secret_key), scene)
+    delays, then recorded, and the number may ask for a new code at once (none arrived)."""
+    try:
+        sms.create_backend(settings).send(mobile, sms.unseal(code, settings.app.secret_key), scene)
+    except Exception:
+        if not task.retries:
+            sms.Codes(cache, settings).allow_resend(mobile)
+        raise
 
 
 def queue_sms_code(mobile: str, code: str, scene: str):
@@ -143,7 +148,7 @@ def create_order(user_id: int, item_id: int, task=None) -> dict:
 @huey.task(idempotent=True)
 def cancel_unpaid_order(order_id: int) -> bool:
     """Cancel the order if it is still unpaid; its unit goes back to the sale."""
-    return seckill.cancel_if_unpaid(order_id)
+    return orders.cancel_if_unpaid(order_id)
 
 
 @huey.leader_sweep(10)
@@ -159,7 +164,7 @@ def reconcile_claims() -> None:
 def cancel_expired_orders() -> int:
     """The safety net of cancel_unpaid_order: an unpaid order past its time whose own
     cancellation never ran (the queue was down when it was to be scheduled) is cancelled here."""
-    return seckill.cancel_expired()
+    return orders.cancel_expired()
 
 
 bind_stores(settings)

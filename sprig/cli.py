@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import peewee
@@ -56,6 +57,9 @@ def serve(args: argparse.Namespace) -> int:
         except peewee.DatabaseError as exc:
             return fail(f'database unavailable ({masked(settings.database.url)}): {exc}')
     host, port = args.host or settings.app.host, args.port or settings.app.port
+    settings = replace(settings, app=replace(settings.app, host=host, port=port))  # public_url follows them
+    if count > 1:
+        tasks.configure(settings)  # the pool's parent runs the consumer, which builds absolute URLs
     try:
         run = serving(functools.partial(web.create_app, settings), settings, host, port, count,
                       args.threads or settings.app.threads, child)
@@ -76,7 +80,9 @@ def serve(args: argparse.Namespace) -> int:
 def banner(settings: Settings, host: str, port: int, embedded: bool, count: int) -> str:
     mode = f'embedded consumer, {settings.queue.workers} workers' if embedded else 'no consumer'
     web_processes = f' ({count} web processes)' if count > 1 else ''
+    source = '[app] base_url' if settings.app.base_url else 'the address served; [app] base_url is empty'
     return (f'Sprig on http://{host}:{port}/{web_processes}\n'
+            f'  public   {settings.app.public_url} ({source})\n'
             f'  database {masked(settings.database.url)}\n'
             f'  queue    {masked(settings.queue.url)} ({settings.queue.name}; {mode})\n'
             f'  cache    {masked(settings.cache.url)}\n'

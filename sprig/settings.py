@@ -53,6 +53,14 @@ class AppSettings:
     trusted_proxy: str
     timezone: str
 
+    @property
+    def public_url(self) -> str:
+        """[app] base_url; when empty, the address served (a wildcard host read as this machine)."""
+        if self.base_url:
+            return self.base_url
+        host = {'': '127.0.0.1', '0.0.0.0': '127.0.0.1', '::': '::1'}.get(self.host, self.host)
+        return f'http://[{host}]:{self.port}' if ':' in host else f'http://{host}:{self.port}'
+
 
 @dataclass(frozen=True)
 class DatabaseSettings:
@@ -93,6 +101,11 @@ class SeckillSettings:
 
 
 @dataclass(frozen=True)
+class PaymentSettings:
+    provider: str
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     token_ttl: int = limits(60)
     lookups_per_minute: int = limits(0)
@@ -130,6 +143,7 @@ class Settings:
     auth: AuthSettings
     sms: SmsSettings
     seckill: SeckillSettings
+    payments: PaymentSettings
 
 
 SECTIONS = {f.name: f.type for f in fields(Settings)}
@@ -265,6 +279,8 @@ def resolve(s: Settings) -> Settings:
     if not s.queue.name.replace('-', '').replace('_', '').isalnum():
         raise SettingsError(f'[queue] name: {s.queue.name!r} may hold only letters, digits, - and _')
     check_sms(s.sms)
+    if s.payments.provider not in ('', 'simulated'):
+        raise SettingsError(f'[payments] provider: unknown provider {s.payments.provider!r} (use simulated)')
     shared_db = scheme(database) != 'sqlite'
     secret = resolve_secret(s.app.secret_key, data, s.app.debug, shared_db)
     return replace(
@@ -335,6 +351,8 @@ def check_sms(sms: SmsSettings) -> None:
 
 
 def check_base_url(url: str) -> None:
+    if not url:  # the address served (AppSettings.public_url)
+        return
     parts = urlsplit(url)
     if parts.scheme not in ('http', 'https') or not parts.netloc:
         raise SettingsError(f'[app] base_url: {url!r} is not an http:// or https:// address')

@@ -15,8 +15,10 @@
   const stock = root.querySelector('[data-stock]');
   const payButton = root.querySelector('[data-pay]');
   const RETRIES = 3;  // network errors in a row before giving up
+  const stockState = root.querySelector('[data-stock-state]');
   let state = root.dataset.state;
   let pressed = false;
+  let mine = null;  // this buyer's own outcome: 'queued', 'won' or 'paid'; the button then stays theirs
 
   const signIn = () => location.assign(`/login?next=${encodeURIComponent(location.pathname).replace(/%2F/g, '/')}`);
   const say = (text, kind) => { outcome.textContent = text; outcome.className = `outcome ${kind || ''}`; };
@@ -51,6 +53,12 @@
 
   function tick() {
     const now = Date.now();
+    stockState.textContent = state === 'sold_out' ? 'sold out' : '';
+    if (mine) {  // the sale's stock never hides the buyer's own outcome
+      button.hidden = true;
+      countdown.textContent = '';
+      return;
+    }
     if (now < starts) {
       const left = Math.ceil((starts - now) / 1000);
       const h = Math.floor(left / 3600), m = Math.floor(left % 3600 / 60), s = left % 60;
@@ -95,11 +103,8 @@
       if (data.code === 102) say('Queued: waiting for your turn…', 'pending');
       else if (data.code === 103) say('In progress…', 'pending');
       else if (data.code === 100) {
-        say(`You got it! Order #${data.order_id}: pay to keep it.`, 'won');
-        button.textContent = 'Won';
+        won(data.order_id);
         refreshStock();
-        payButton.hidden = false;
-        payButton.dataset.order = data.order_id;
         return;
       } else {
         finish(data);
@@ -124,15 +129,32 @@
     }
     const {status, data} = answer;
     if (status === 401) { signIn(); return; }
-    if (status === 202) { say('Queued: waiting for your turn…', 'pending'); follow(data.task_id); return; }
+    if (status === 202) { queued(data.task_id); return; }
     if (status >= 400) { pressed = false; tick(); }  // not on sale (yet): the button comes back with the sale
     finish(data);
   }
 
   // A final "no": said, and a sold-out sale shows so on its button.
   function finish(data) {
+    mine = null;
     say(data.msg, data.code === 101 ? 'lost' : 'error');
-    if (data.msg === 'sold out') { state = 'sold_out'; tick(); }
+    if (data.msg === 'sold out') { state = 'sold_out'; }
+    tick();
+  }
+
+  function queued(taskId) {
+    mine = 'queued';
+    tick();
+    say('Queued: your press is in the queue, waiting for your turn…', 'pending');
+    follow(taskId);
+  }
+
+  function won(orderId) {
+    mine = 'won';
+    tick();
+    say(`You got it! Order #${orderId}: this seat is yours. Pay to keep it.`, 'won');
+    payButton.hidden = false;
+    payButton.dataset.order = orderId;
   }
 
   async function pay() {
@@ -146,12 +168,22 @@
       return;
     }
     const {data} = answer;
-    if (data.code === 100) { say(`Paid: order #${payButton.dataset.order} is yours.`, 'won'); payButton.hidden = true; }
+    if (data.code === 100) { paid(payButton.dataset.order); }
     else { say(data.msg, 'error'); payButton.disabled = false; }
+  }
+
+  function paid(orderId) {
+    mine = 'paid';
+    tick();
+    say(`Paid: order #${orderId} is yours.`, 'won');
+    payButton.hidden = true;
   }
 
   button.addEventListener('click', press);
   payButton.addEventListener('click', pay);
+  if (root.dataset.orderStatus === 'paid') paid(root.dataset.order);
+  else if (root.dataset.order) won(root.dataset.order);
+  else if (root.dataset.task) queued(root.dataset.task);
   tick();
   setInterval(tick, 1000);
   setInterval(refreshStock, Math.max(poll, 2000));

@@ -45,8 +45,10 @@ function report(form, answer, success) {
 
 function countdown(button, seconds) {
   const label = button.dataset.label || (button.dataset.label = button.textContent);
+  const run = (button.dataset.run = String(Number(button.dataset.run || 0) + 1));  // a newer one stops this
   button.disabled = true;
   const tick = () => {
+    if (button.dataset.run !== run) return;
     if (seconds <= 0) {
       button.disabled = false;
       button.textContent = label;
@@ -89,9 +91,10 @@ document.querySelectorAll('button[data-send-code]').forEach(button => {
       answer = {msg: 'Network error: check your connection and try again.'};
     }
     if (answer.code === 100) {
-      report(form, answer, 'Code sent. It is valid for a few minutes.');
+      report(form, answer, 'Sending the code…');
       if (answer.retry_after > 0) countdown(button, answer.retry_after);
       else button.disabled = false;
+      delivery(form, button, answer);
     } else {
       report(form, answer);
       if (answer.code === 429 && answer.retry_after) countdown(button, answer.retry_after);
@@ -99,6 +102,24 @@ document.querySelectorAll('button[data-send-code]').forEach(button => {
     }
   });
 });
+
+// After "Send code": ask every 1.5 s whether the code was delivered, for up to a minute.
+async function delivery(form, button, sent) {
+  const query = `task_id=${encodeURIComponent(sent.task_id)}&receipt=${encodeURIComponent(sent.receipt)}`;
+  for (let i = 0; i < 40; i++) {
+    await new Promise(resolve => setTimeout(resolve, 1500));
+    let answer;
+    try { answer = await api('GET', `/api/v1/user/sms/status?${query}`); } catch (e) { continue; }
+    if (answer.code === 100) { report(form, answer, 'Code sent. It is valid for a few minutes.'); return; }
+    if (answer.code === 104) {
+      report(form, {errors: {sms_code: 'We could not send the code. Please try again.'}});
+      button.dataset.run = String(Number(button.dataset.run || 0) + 1);  // stop the countdown
+      button.textContent = button.dataset.label || button.textContent;
+      button.disabled = false;
+      return;
+    }
+  }
+}
 
 document.querySelectorAll('[data-tab]').forEach(tab => {
   tab.addEventListener('click', () => {

@@ -8,19 +8,24 @@ from collections.abc import Callable
 from peewee import Model, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
-from models import MODELS, SchemaVersion, User, database
+from models import MODELS, Order, SchemaVersion, User, database
 from sprig.db.connection import use_wal
 
 
 def create_tables() -> int:
-    """Bring the database to the current schema: missing tables and indexes are created, then
-    the migrations this database has not had run in order. Returns how many ran (a fresh
+    """Bring the database to the current schema: missing tables are created, then the
+    migrations this database has not had run in order. Returns how many ran (a fresh
     database needs none)."""
     with database.connection_context():
         if isinstance(database.obj, SqliteDatabase):
             use_wal(database.connection())
-        fresh = not database.table_exists(User._meta.table_name)
-        database.create_tables(MODELS, safe=True)
+        existing = set(database.get_tables())
+        fresh = User._meta.table_name not in existing
+        # Only the missing tables, with their indexes: an index of a column an existing table has
+        # yet to get from a migration would be made on SQLite all the same, on the column's name
+        # read as a string (SQLite's double-quoted literals), and a unique one would then refuse
+        # rows it should take.
+        database.create_tables([model for model in MODELS if model._meta.table_name not in existing], safe=True)
         return upgrade(fresh)
 
 
@@ -29,16 +34,30 @@ def create_tables() -> int:
 # while another was creating it (and so stamped it version 0) then runs them harmlessly.
 
 def add_column(migrator: SchemaMigrator, model: type[Model], name: str) -> list:
-    table = model._meta.table_name
+    """The field `name`'s column (course_id for a foreign key course), unless it is there."""
+    table, field = model._meta.table_name, model._meta.fields[name]
     present = {column.name for column in database.get_columns(table)}
-    return [] if name in present else [migrator.add_column(table, name, model._meta.fields[name])]
+    return [] if field.column_name in present else [migrator.add_column(table, field.column_name, field)]
 
 
 def add_last_login(migrator: SchemaMigrator) -> list:
     return add_column(migrator, User, 'last_login')
 
 
-MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login]
+def orders_of_courses(migrator: SchemaMigrator) -> list:
+    """An order is for a sale's seat or for a course: its item may be empty, a course column
+    comes, and one live order per user and course."""
+    table, changes = Order._meta.table_name, []
+    if not next(column for column in database.get_columns(table) if column.name == 'item_id').null:
+        changes.append(migrator.drop_not_null(table, 'item_id'))  # first: SQLite rebuilds the table for it
+    changes += add_column(migrator, Order, 'course')
+    present = {index.name for index in database.get_indexes(table)}
+    if 'order_user_id_course_id_live' not in present:
+        changes.append(migrator.add_index(table, ('user_id', 'course_id', 'live'), unique=True))
+    return changes
+
+
+MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login, orders_of_courses]
 
 
 def upgrade(fresh: bool) -> int:

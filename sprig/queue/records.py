@@ -298,7 +298,8 @@ def move_back(huey: 'SprigHuey', task: Task) -> None:
 
 def stub(huey: 'SprigHuey', task_id: str) -> TaskRecord | None:
     """The record of a task enqueued in the last moments, before its row lands."""
-    value = huey.storage.read_stub(task_id)
+    read = getattr(huey.storage, 'read_stub', None)  # none in immediate mode's memory storage
+    value = read and read(task_id)
     if value is None:
         return None
     values = json.loads(value)

@@ -12,7 +12,7 @@ from sprig.shop import keys
 def visible(settings: Settings) -> list[dict]:
     """The banners to show, from the database: shown, not deleted, by orders then id."""
     query = Banner.shown().order_by(Banner.orders, Banner.id).limit(settings.banner.count)
-    return [{'id': banner.id, 'title': banner.title, 'image': absolute_url(banner.image, settings.app.base_url),
+    return [{'id': banner.id, 'title': banner.title, 'image': absolute_url(banner.image, settings.app.public_url),
              'link': banner.link, 'info': banner.info, 'orders': banner.orders} for banner in query]
 
 

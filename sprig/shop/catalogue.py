@@ -77,7 +77,7 @@ def course_page(query: CourseQuery, settings: Settings) -> aside.Entry:
         order = field.desc() if query.ordering.startswith('-') else field.asc()
         items = courses.order_by(order, Course.id).paginate(query.page, query.size)
         return {'count': courses.count(), 'page': query.page, 'size': query.size,
-                'items': [course_view(course, settings.app.base_url) for course in items]}
+                'items': [course_view(course, settings.app.public_url) for course in items]}
     key = f'list:{query.kind}:{query.category}:{query.ordering}:{query.page}:{query.size}'
     return aside.read(key, compute, settings.cache.ttl, namespace=keys.CATALOGUE)
 
@@ -90,8 +90,8 @@ def course_detail(course_id: int, settings: Settings) -> aside.Entry:
         course = listed().where(Course.id == course_id).first()
         if course is None:
             return None
-        detail = course_view(course, settings.app.base_url)
-        detail['teacher'] = teacher_view(course.teacher, settings.app.base_url, full=True)
+        detail = course_view(course, settings.app.public_url)
+        detail['teacher'] = teacher_view(course.teacher, settings.app.public_url, full=True)
         detail['chapters'] = chapters_of(course)
         sale = (SeckillItem.select().where((SeckillItem.course == course) & (SeckillItem.ends_at > utcnow()))
                 .order_by(SeckillItem.starts_at).first())

@@ -197,40 +197,6 @@ def place_order(user_id: int, item_id: int, task_id: str, payment_timeout: int) 
     return {'outcome': 'won', 'order_id': order.id}
 
 
-def cancel_if_unpaid(order_id: int) -> bool:
-    """Cancel a pending order and put its unit back on sale; False if it was paid or cancelled."""
-    with database.atomic():
-        order = Order.get_or_none(Order.id == order_id)
-        cancelled = order is not None and (
-            Order.update(status='cancelled', live=None, cancelled_at=utcnow())
-            .where((Order.id == order_id) & (Order.status == 'pending_payment')).execute())
-        if cancelled:
-            SeckillItem.update(stock_left=SeckillItem.stock_left + 1).where(SeckillItem.id == order.item_id).execute()
-    if cancelled:
-        release(order.item_id, order.user_id)
-    return bool(cancelled)
-
-
-def cancel_expired(limit: int = 500) -> int:
-    """Cancel unpaid orders whose time ran out (any that cancel_unpaid_order missed)."""
-    due = (Order.select(Order.id).where((Order.status == 'pending_payment') & (Order.expires_at <= utcnow()))
-           .order_by(Order.expires_at).limit(limit).tuples())
-    # Read all first: a SELECT still open would make SQLite refuse each cancellation's BEGIN
-    # IMMEDIATE ("database is locked") whenever another connection committed meanwhile.
-    return sum(cancel_if_unpaid(order_id) for order_id in [row[0] for row in due])
-
-
-def pay(order: Order) -> str | None:
-    """Mark a pending, unexpired order paid; otherwise say why not."""
-    if order.status != 'pending_payment':
-        return f'this order is {order.status.replace("_", " ")}'
-    now = utcnow()
-    paid = (Order.update(status='paid', paid_at=now)
-            .where((Order.id == order.id) & (Order.status == 'pending_payment') & (Order.expires_at > now))
-            .execute())
-    return None if paid else 'this order has expired'
-
-
 # Results ---------------------------------------------------------------------------------------
 
 WON, LOST, QUEUED, RUNNING, FAILED = 100, 101, 102, 103, 104
@@ -285,3 +251,18 @@ def change_sale(item: SeckillItem, course_id: int, price: Decimal, stock_total: 
     if updated and change:
         cache.adjust(counter_key(item.id), change)  # none yet: the next press counts
     return bool(updated)
+
+
+def viewer(item_id: int, user_id: int) -> dict:
+    """What the sale page shows this buyer of their own: their live order for the sale, or their
+    press still in the queue (its task id, to follow it), or nothing."""
+    order = (Order.select().where((Order.item == item_id) & (Order.user == user_id) & Order.live.is_null(False))
+             .first())
+    if order is not None:
+        return {'order': order.public(), 'task_id': None}
+    pending = (TaskRecord.select(TaskRecord.id, TaskRecord.payload)
+               .where((TaskRecord.name == 'create_order') & (TaskRecord.user_id == user_id)
+                      & TaskRecord.state.in_(UNFINISHED)).order_by(TaskRecord.created_at.desc()))
+    task_id = next((record.id for record in pending
+                    if record.payload and json.loads(record.payload)[0][1:2] == [item_id]), None)
+    return {'order': None, 'task_id': task_id}

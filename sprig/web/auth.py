@@ -24,8 +24,8 @@ class Auth:
     def __init__(self, settings: Settings):
         self.secret = settings.app.secret_key
         self.ttl = settings.auth.token_ttl
-        self.secure_cookie = urlsplit(settings.app.base_url).scheme == 'https'
-        self.site = urlsplit(settings.app.base_url).netloc
+        self.secure_cookie = urlsplit(settings.app.public_url).scheme == 'https'
+        self.site = urlsplit(settings.app.public_url).netloc
 
     def login(self, user: User) -> dict:
         """A new token for user, set as the pages' cookie too; the body of a login answer."""

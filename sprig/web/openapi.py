@@ -127,9 +127,9 @@ def spec_of(app: Bottle, base_url: str) -> dict:
 
 @ROUTES.get('/api/v1/openapi.json', 'This document (OpenAPI 3.1)')
 def openapi_json(settings: Settings) -> dict:
-    return spec_of(request.app, settings.app.base_url)
+    return spec_of(request.app, settings.app.public_url)
 
 
 @ROUTES.get('/api/docs')
 def api_docs(settings: Settings, render: Callable[..., str]) -> str:
-    return render('api_docs.html', spec=spec_of(request.app, settings.app.base_url))
+    return render('api_docs.html', spec=spec_of(request.app, settings.app.public_url))

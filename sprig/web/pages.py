@@ -9,12 +9,12 @@ from bottle import redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import tasks
-from models import utcnow
+from models import Order, User, utcnow
 from sprig.queue.dashboard import RETRYABLE, REVOCABLE, STATES
 from sprig.settings import PROJECT_DIR, Settings
-from sprig.shop import banners, catalogue, seckill
+from sprig.shop import banners, catalogue, orders, seckill
 from sprig.web.auth import Auth
-from sprig.web.routing import Routes, or_404
+from sprig.web.routing import Routes, get_or_404, or_404
 
 ROUTES = Routes()
 Render = Callable[..., str]
@@ -31,7 +31,7 @@ def create_env(settings: Settings) -> Environment:
     # Bottle's own Jinja2 adapter does not escape; this environment always does.
     env = Environment(loader=FileSystemLoader(VIEWS), autoescape=select_autoescape(default=True),
                       auto_reload=settings.app.debug)
-    env.globals['site'] = {'base_url': settings.app.base_url}
+    env.globals['site'] = {'base_url': settings.app.public_url}
     zone = zoneinfo.ZoneInfo(settings.app.timezone)
     env.filters['localtime'] = lambda text: (datetime.datetime.fromisoformat(text).astimezone(zone)
                                              .strftime('%Y-%m-%d %H:%M %Z'))
@@ -45,7 +45,12 @@ def render_page(env: Environment, auth: Auth, name: str, **context) -> str:
 
 def local_next() -> str:
     """The ?next= page to return to after signing in: a path on this site, never another site."""
-    target = request.query.getunicode('next') or '/'
+    return local_path(request.query.getunicode('next'))
+
+
+def local_path(target: str | None) -> str:
+    """target when it is a path on this site, else /: never another site."""
+    target = target or '/'
     # Browsers drop tabs and newlines from URLs and read '\\' as '/': '/\t/evil' is '//evil'.
     odd = any(char <= ' ' or char in '\x7f\\' for char in target)
     if odd or not target.startswith('/') or target.startswith('//'):
@@ -94,9 +99,10 @@ def course_list(kind: str, query: catalogue.CourseQuery, settings: Settings, ren
 
 
 @ROUTES.get('/course/<course_id:int>')
-def course_detail(course_id: int, settings: Settings, render: Render) -> str:
+def course_detail(course_id: int, user: User | None, settings: Settings, render: Render) -> str:
     course = or_404(catalogue.course_detail(course_id, settings).value, f'no course {course_id}')
-    return render('course.html', course=course, heading=KINDS[course['kind']])
+    standing = orders.standing(user.id, course_id) if user else None
+    return render('course.html', course=course, heading=KINDS[course['kind']], standing=standing)
 
 
 @ROUTES.get('/seckill')
@@ -106,11 +112,54 @@ def sales(settings: Settings, render: Render) -> str:
 
 
 @ROUTES.get('/seckill/<item_id:int>')
-def sale(item_id: int, settings: Settings, render: Render) -> str:
+def sale(item_id: int, user: User | None, settings: Settings, render: Render) -> str:
     found = or_404(seckill.sale(item_id, settings), f'no sale {item_id}')
-    return render('seckill.html', sale=seckill.with_stock(found, utcnow()),
+    mine = seckill.viewer(item_id, user.id) if user else {'order': None, 'task_id': None}
+    return render('seckill.html', sale=seckill.with_stock(found, utcnow()), mine=mine,
                   poll_interval=settings.seckill.poll_interval,
                   payment_minutes=max(1, settings.seckill.payment_timeout // 60))
+
+
+@ROUTES.get('/orders', auth='user')
+def my_orders(user: User, render: Render) -> str:
+    return render('orders.html', orders=orders.orders_of(user.id))
+
+
+@ROUTES.get('/my/courses', auth='user')
+def my_courses(user: User, render: Render) -> str:
+    return render('my_courses.html', courses=orders.courses_of(user.id))
+
+
+@ROUTES.get('/account', auth='user')
+def account(render: Render) -> str:
+    return render('account.html', changed=request.query.getunicode('changed') == '1')
+
+
+@ROUTES.get('/pay/simulated/<order_id:int>', auth='user')
+def simulated_checkout(order_id: int, user: User, render: Render) -> str:
+    """The simulated provider's checkout page (a real provider's is on its own site)."""
+    order = get_or_404(Order.select(), Order.id == order_id, Order.user == user, missing=f'no order {order_id}')
+    name = next(view['course']['name'] for view in orders.orders_of(user.id) if view['id'] == order_id)
+    return render('pay_simulated.html', order=order, name=name, back=local_path(request.query.getunicode('back')))
+
+
+@ROUTES.get('/pay/return', auth='user')
+def payment_return(user: User, render: Render) -> str:
+    """Where the provider sends the buyer back: the order as the shop knows it now."""
+    order_id = request.query.getunicode('order', '')
+    order = get_or_404(Order.select(), Order.id == (int(order_id) if order_id.isascii() and order_id.isdigit() else 0),
+                       Order.user == user, missing='no such order')
+    return render('pay_return.html', order=order, course_id=orders.course_of(order))
+
+
+@ROUTES.get('/terms')
+def terms(render: Render) -> str:
+    return render('terms.html')
+
+
+@ROUTES.get('/favicon.ico')
+def favicon():
+    return static_file('favicon.svg', root=str(STATIC), mimetype='image/svg+xml')
 
 
 @ROUTES.get('/static/<path:path>')

@@ -35,7 +35,7 @@ def test_migrate_upgrades_the_oldest_schema_and_keeps_its_rows(tmp_path):
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout
-    assert f'schema version {len(schema.MIGRATIONS)}, 1 migration run now' in migrate()
+    assert f'schema version {len(schema.MIGRATIONS)}, {len(schema.MIGRATIONS)} migrations run now' in migrate()
     assert 'last_login' in columns(tmp_path / 'sprig.db', 'user')
     assert '0 migrations run now' in migrate()  # again: nothing to do
     init_db(make_settings(tmp_path))
@@ -66,6 +66,28 @@ def test_a_database_misjudged_as_old_still_upgrades(tmp_path):
     create_tables()
     with database.connection_context():
         SchemaVersion.update(version=0).execute()
-    assert create_tables() == 1
+    assert create_tables() == len(schema.MIGRATIONS)
     with database.connection_context():
         assert SchemaVersion.get_by_id(1).version == len(schema.MIGRATIONS)
+
+
+def test_orders_of_version_1_become_orders_of_sales_or_courses(tmp_path):
+    with sqlite3.connect(tmp_path / 'sprig.db') as conn:
+        conn.executescript((PROJECT_DIR / 'tests' / 'data' / 'schema_v1.sql').read_text())
+        conn.executescript("""
+            INSERT INTO user (id, username, password_hash, is_admin, is_active, created)
+                VALUES (1, 'buyer_001', 'x', 0, 1, '2026-01-01');
+            INSERT INTO course (id, orders, is_show, is_delete, created, updated, name, kind, course_img, course_type,
+                brief, level, pub_date, period, attachment_path, status, students, sections, pub_sections, price)
+                VALUES (1, 0, 1, 0, '2026-01-01', '2026-01-01', 'C', 'actual', '', 'paid', '', 'beginner',
+                '2026-01-01', 7, '', 'online', 0, 0, 0, 10);
+            INSERT INTO seckillitem (id, course_id, price, stock_total, stock_left, starts_at, ends_at, created)
+                VALUES (1, 1, 1, 1, 0, '2026-01-01', '2027-01-01', '2026-01-01');
+            INSERT INTO "order" (id, user_id, item_id, task_id, status, live, price, created_at, expires_at)
+                VALUES (1, 1, 1, 't1', 'paid', 1, 1, '2026-01-01', '2026-01-02');""")
+    init_db(make_settings(tmp_path))
+    assert create_tables() == 1
+    with sqlite3.connect(tmp_path / 'sprig.db') as conn:
+        info = {row[1]: row for row in conn.execute('PRAGMA table_info("order")')}
+        assert info['item_id'][3] == 0 and 'course_id' in info  # item may be empty now
+        assert conn.execute('SELECT task_id, status FROM "order"').fetchall() == [('t1', 'paid')]

@@ -268,3 +268,15 @@ def test_behind_a_trusted_proxy_limits_count_clients(spawn, tmp_path):
     assert send('13900139001', '203.0.113.1') == 202
     assert send('13900139002', '203.0.113.2') == 202  # another client, same proxy
     assert send('13900139003', '203.0.113.1') == 429
+
+
+def test_without_base_url_images_follow_the_port_served(spawn, tmp_path):
+    port = free_port()
+    server = spawn(python('app.py', '--port', str(port)), process_env(tmp_path), 'server')
+    wait_http(f'http://127.0.0.1:{port}/api/v1/health', server)
+    _, banners = get_json(f'http://127.0.0.1:{port}/api/v1/home/banners')
+    images = [banner['image'] for banner in banners['result']]
+    assert images and all(image.startswith(f'http://127.0.0.1:{port}/static/') for image in images)
+    with urllib.request.urlopen(images[0], timeout=5) as image:
+        assert image.status == 200
+    assert f'public   http://127.0.0.1:{port} (the address served; [app] base_url is empty)' in server.stdout()

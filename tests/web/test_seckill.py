@@ -14,7 +14,7 @@ import tasks
 from models import Order, SeckillItem, TaskRecord, User, database, utcnow
 from sprig.cache.store import cache
 from sprig.db.schema import create_tables
-from sprig.shop import demo, seckill
+from sprig.shop import demo, orders, seckill
 from sprig.shop.accounts import hash_password, save_admin
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
@@ -162,9 +162,9 @@ def test_payment_rules(shop, people):
         Order.update(expires_at=utcnow() - datetime.timedelta(seconds=1)).where(Order.id == second).execute()
     assert shop.post(f'/api/v1/orders/{second}/pay', headers=two, status=400).json['msg'] == 'this order has expired'
     with database.connection_context():
-        assert seckill.cancel_if_unpaid(second) is True
-        assert seckill.cancel_if_unpaid(second) is False  # once
-        assert seckill.cancel_if_unpaid(first) is False  # paid orders stay
+        assert orders.cancel_if_unpaid(second) is True
+        assert orders.cancel_if_unpaid(second) is False  # once
+        assert orders.cancel_if_unpaid(first) is False  # paid orders stay
     assert shop.post(f'/api/v1/orders/{second}/pay', headers=two, status=400).json['msg'] == 'this order is cancelled'
     shop.post('/api/v1/orders/999/pay', headers=one, status=404)
 
@@ -177,7 +177,7 @@ def test_a_cancelled_order_puts_its_unit_back_on_sale(shop, people):
     press(shop, two, item, status=200)  # sold out
     order = shop.get('/api/v1/orders', headers=one).json['result'][0]['id']
     with database.connection_context():
-        seckill.cancel_if_unpaid(order)
+        orders.cancel_if_unpaid(order)
         assert SeckillItem.get_by_id(item).stock_left == 1
     assert cache.get(seckill.counter_key(item)) == 1
     task_id = press(shop, two, item)['task_id']

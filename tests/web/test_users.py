@@ -7,7 +7,8 @@ import time
 
 import pytest
 import webtest
-from conftest import SECRET, make_settings, process_env, python, together, waitress_thread
+from conftest import SECRET, free_port, make_settings, process_env, python, together, waitress_thread
+from test_seckill import drain
 
 import app as sprig_app
 import models
@@ -211,7 +212,8 @@ def test_send_code_answers_with_a_task_id_and_the_code_stays_out_of_the_answer(c
 
 
 def test_login_code_for_an_unregistered_mobile_is_101(client):
-    assert send_code(client, scene='login', status=200).json == {'code': 101, 'msg': 'mobile not registered'}
+    assert send_code(client, scene='login', status=200).json == {
+        'code': 101, 'msg': 'mobile not registered', 'errors': {'mobile': 'no account has this number: register first'}}
 
 
 @pytest.mark.parametrize('body', [{'mobile': MOBILE}, {'mobile': MOBILE, 'scene': 'reset'}, {'scene': 'login'}])
@@ -440,3 +442,35 @@ def test_create_admin_reactivates_and_signs_out_old_sessions(tmp_path):
         user = User.get(User.username == 'alice_01')
         assert user.is_active and user.is_admin and not Token.select().where(Token.user == user).exists()
     client.get('/api/v1/user/me', headers={'Authorization': f'Bearer {token}'}, status=401)
+
+
+def queued_client(tmp_path, **env) -> webtest.TestApp:
+    """make_client on a real queue (records kept), drained by drain()."""
+    settings = make_settings(tmp_path, SPRIG_SMS_OUTBOX=str(tmp_path / 'outbox.jsonl'), **env)
+    application = sprig_app.create_app(settings)
+    create_tables()
+    return webtest.TestApp(application, extra_environ={'REMOTE_ADDR': '10.0.0.1'})
+
+
+def test_the_page_that_asked_learns_whether_its_code_was_delivered(tmp_path):
+    client = queued_client(tmp_path)
+    sent = send_code(client).json
+    status = client.get(f'/api/v1/user/sms/status?task_id={sent["task_id"]}&receipt={sent["receipt"]}').json
+    assert status == {'code': 102, 'msg': 'sending'}
+    drain()
+    status = client.get(f'/api/v1/user/sms/status?task_id={sent["task_id"]}&receipt={sent["receipt"]}').json
+    assert status == {'code': 100, 'msg': 'delivered'}
+    stranger = client.get(f'/api/v1/user/sms/status?task_id={sent["task_id"]}&receipt=guessed', status=404)
+    assert stranger.json['code'] == 404  # the task id alone tells nothing
+
+
+def test_a_code_that_could_not_be_sent_says_so_and_may_be_asked_again(tmp_path):
+    client = queued_client(tmp_path, SPRIG_SMS_BACKEND='tencent', SPRIG_SMS_SEND_RETRIES='0',
+                         SPRIG_SMS_TENCENT_ENDPOINT=f'http://127.0.0.1:{free_port()}',  # nobody there
+                         **{f'SPRIG_SMS_TENCENT_{key}': 'x' for key in ('SECRET_ID', 'SECRET_KEY', 'APP_ID',
+                                                                          'SIGN_NAME', 'TEMPLATE_ID')})
+    sent = send_code(client).json
+    drain()  # the send fails at once: nobody at the endpoint, no retry left
+    status = client.get(f'/api/v1/user/sms/status?task_id={sent["task_id"]}&receipt={sent["receipt"]}').json
+    assert status == {'code': 104, 'msg': 'could not be sent'}
+    assert send_code(client).json['code'] == 100  # not "a code was just sent": none arrived

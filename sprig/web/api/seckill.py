@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 import tasks
-from models import Course, Order, SeckillItem, User, utcnow
+from models import Course, SeckillItem, User, utcnow
 from sprig.settings import Settings
 from sprig.shop import seckill
 from sprig.web.envelope import ApiError, ok, refuse
@@ -105,21 +105,6 @@ def press(user: User, body: Press, settings: Settings) -> dict:
 def press_result(user: User, query: ResultQuery) -> dict:
     answer = or_404(seckill.press_result(query.task_id, user.id, tasks.huey), f'no seckill submission {query.task_id}')
     return {**answer, 'task_id': query.task_id}
-
-
-@ROUTES.get('/api/v1/orders', "The signed-in user's orders", auth='user')
-def my_orders(user: User) -> dict:
-    orders = Order.select().where(Order.user == user).order_by(Order.created_at.desc(), Order.id.desc())
-    return ok(result=[order.public() for order in orders])
-
-
-@ROUTES.post('/api/v1/orders/<order_id:int>/pay', 'Pay an order (simulated)', auth='user', statuses=(400, 404))
-def pay(order_id: int, user: User) -> dict:
-    order = get_or_404(Order.select(), Order.id == order_id, Order.user == user, missing=f'no order {order_id}')
-    refusal = seckill.pay(order)
-    if refusal:
-        raise ApiError(400, refusal)
-    return ok('paid', result=Order.get_by_id(order_id).public())
 
 
 @ROUTES.post('/api/v1/admin/seckill/items', 'Open a flash sale', auth='admin', body=NewSale, statuses=(201,))

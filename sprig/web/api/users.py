@@ -1,12 +1,15 @@
 """Users and SMS codes: the /api/v1/user/ routes of API.md."""
+import hmac
+import secrets
 from typing import Annotated, Literal
 
 from peewee import IntegrityError
 from pydantic import Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
 import tasks
-from models import User, database
+from models import TaskRecord, Token, User, database
 from sprig.cache.store import cache
+from sprig.queue.records import stub
 from sprig.settings import Settings
 from sprig.shop.accounts import (
     Email,
@@ -19,6 +22,7 @@ from sprig.shop.accounts import (
     conflicts,
     find_login,
     hash_password,
+    keyed,
 )
 from sprig.shop.ratelimit import attempt, count, forgive, refuse_when_spent, throttle, too_many
 from sprig.shop.sms import CodeRejected, Codes, TooSoon
@@ -95,7 +99,7 @@ def send_code(body: SendCode, settings: Settings) -> dict:
     if body.scene == 'register' and registered:
         raise conflict_error({'mobile': 'already registered; sign in instead'})
     if body.scene == 'login' and not registered:
-        return refuse('mobile not registered')
+        return refuse('mobile not registered', errors={'mobile': 'no account has this number: register first'})
     # Budgets that only codes really sent spend: a refused request costs the number nothing.
     refuse_when_spent(f'sms-mobile:{body.mobile}', sms.per_mobile_daily, 86400, 'codes to this number today')
     refuse_when_spent('sms-all', sms.global_hourly, 3600, 'codes sent this hour; the site is busy')
@@ -112,7 +116,31 @@ def send_code(body: SendCode, settings: Settings) -> dict:
         raise
     count(f'sms-mobile:{body.mobile}', 86400)
     count('sms-all', 3600)
-    return ok('sent', status=202, task_id=result.id, retry_after=sms.resend_interval)
+    # Whoever holds the receipt (the page that asked) may ask whether the code was delivered.
+    receipt = secrets.token_urlsafe(16)
+    cache.set(f'sms-receipt:{result.id}', keyed(settings.app.secret_key, receipt), ttl=sms.code_ttl)
+    return ok('sent', status=202, task_id=result.id, receipt=receipt, retry_after=sms.resend_interval)
+
+
+class DeliveryQuery(Input):
+    task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    receipt: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+DELIVERY = {'succeeded': (100, 'delivered'), 'failed': (104, 'could not be sent'), 'lost': (104, 'could not be sent')}
+
+
+@ROUTES.get('/api/v1/user/sms/status', 'Was a code delivered? 100 yes, 102 sending, 104 could not be sent',
+            query=DeliveryQuery, statuses=(404,))
+def code_delivery(query: DeliveryQuery, settings: Settings) -> dict:
+    """For the page that asked for the code (it holds the receipt), not for anyone with the task id."""
+    stored = cache.get(f'sms-receipt:{query.task_id}')
+    if stored is None or not hmac.compare_digest(stored, keyed(settings.app.secret_key, query.receipt)):
+        raise ApiError(404, f'no code sent as {query.task_id}')
+    record = TaskRecord.get_or_none(TaskRecord.id == query.task_id) or stub(tasks.huey, query.task_id)
+    state = record.state if record is not None else 'queued'
+    code, msg = DELIVERY.get(state, (102, 'sending'))
+    return {'code': code, 'msg': msg}
 
 
 @ROUTES.post('/api/v1/user/register', 'Register with an SMS code; signed in at once', body=Register,
@@ -183,3 +211,33 @@ def me(user: User) -> dict:
 def logout(auth: Auth) -> dict:
     auth.logout()  # idempotent: signing out twice is not an error
     return ok('signed out')
+
+
+class PasswordChange(Input):
+    password: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    new_password: Password
+    new_password2: StrictStr
+
+    @field_validator('new_password2')
+    @classmethod
+    def same_password(cls, value: str, info: ValidationInfo) -> str:
+        if 'new_password' in info.data and value != info.data['new_password']:
+            raise ValueError('the two passwords differ')
+        return value
+
+
+@ROUTES.post('/api/v1/user/password', 'Change the password; every other session is signed out', auth='user',
+             body=PasswordChange, statuses=(401,))
+def change_password(user: User, body: PasswordChange, auth: Auth) -> dict:
+    if not check_login(user, body.password):
+        raise ApiError(400, 'invalid input: password', errors={'password': 'this is not your current password'})
+    User.update(password_hash=hash_password(body.new_password)).where(User.id == user.id).execute()
+    Token.delete().where(Token.user == user).execute()
+    return ok('password changed', **auth.login(user))  # this session goes on, with a new token
+
+
+@ROUTES.post('/api/v1/user/logout/all', 'Sign out everywhere: every token of the account is revoked', auth='user')
+def logout_everywhere(user: User, auth: Auth) -> dict:
+    Token.delete().where(Token.user == user).execute()
+    auth.logout()
+    return ok('signed out everywhere')
