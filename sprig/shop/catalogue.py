@@ -4,10 +4,13 @@ Every cached read is filed under the catalogue's namespace (keys.CATALOGUE), so 
 all of them at once (the catalogue changes rarely; its readers are many). Values are plain JSON
 (dates as ISO strings, prices as strings with two decimals), as the cache stores them.
 """
+import functools
+import hashlib
+import operator
 from typing import Annotated, Literal
 
-from peewee import JOIN, ModelSelect
-from pydantic import Field
+from peewee import JOIN, Expression, ModelSelect
+from pydantic import Field, StringConstraints
 
 from models import Course, CourseCategory, CourseChapter, CourseSection, SeckillItem, Teacher, utcnow
 from sprig.cache import aside
@@ -19,6 +22,7 @@ ORDERINGS = ('orders', '-orders', 'price', '-price', 'students', '-students', 'i
 
 
 class CourseQuery(Input):
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     kind: Literal[Course.KINDS] | None = None
     category: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     ordering: Literal[ORDERINGS] = 'orders'
@@ -57,6 +61,13 @@ def listed() -> ModelSelect:
             .where(Course.status == 'online'))
 
 
+def matching(words: str) -> Expression:
+    """Courses whose name or description holds every word (up to 8), whatever its case: ILIKE on
+    PostgreSQL, LIKE on SQLite (a % or _ in a word matches more, never less)."""
+    each = [Course.name.contains(word) | Course.brief.contains(word) for word in words.split()[:8]]
+    return functools.reduce(operator.and_, each)
+
+
 def categories(settings: Settings) -> aside.Entry:
     def compute() -> list[dict]:
         rows = (CourseCategory.shown()
@@ -66,9 +77,11 @@ def categories(settings: Settings) -> aside.Entry:
 
 
 def course_page(query: CourseQuery, settings: Settings) -> aside.Entry:
-    """One page of the list, filtered by kind and category, in the ordering asked for."""
+    """One page of the list, filtered by words, kind and category, in the ordering asked for."""
     def compute() -> dict:
         courses = listed()
+        if query.q:
+            courses = courses.where(matching(query.q))
         if query.kind:
             courses = courses.where(Course.kind == query.kind)
         if query.category:
@@ -78,7 +91,8 @@ def course_page(query: CourseQuery, settings: Settings) -> aside.Entry:
         items = courses.order_by(order, Course.id).paginate(query.page, query.size)
         return {'count': courses.count(), 'page': query.page, 'size': query.size,
                 'items': [course_view(course, settings.app.public_url) for course in items]}
-    key = f'list:{query.kind}:{query.category}:{query.ordering}:{query.page}:{query.size}'
+    words = hashlib.sha256(query.q.lower().encode()).hexdigest()[:16] if query.q else None
+    key = f'list:{words}:{query.kind}:{query.category}:{query.ordering}:{query.page}:{query.size}'
     return aside.read(key, compute, settings.cache.ttl, namespace=keys.CATALOGUE)
 
 

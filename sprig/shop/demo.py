@@ -22,7 +22,7 @@ from models import (
 BANNERS = [
     {'title': 'Python from zero to web', 'image': 'static/banners/python.svg', 'link': '/courses/free',
      'info': 'Free beginner courses: start today', 'orders': 1},
-    {'title': 'Flash sale: Linux for developers', 'image': 'static/banners/seckill.svg', 'link': '/courses/actual',
+    {'title': 'Flash sale: Linux for developers', 'image': 'static/banners/seckill.svg', 'link': '/seckill/1',
      'info': 'Limited seats at a fraction of the price', 'orders': 2},
     {'title': 'Light courses, one evening each', 'image': 'static/banners/light.svg', 'link': '/courses/light',
      'info': 'Short, focused lessons for busy people', 'orders': 3},

@@ -41,17 +41,55 @@ class Change(Input):
         return self
 
 
+# Each rule's message in the words a form shows beside its field (pydantic's own say
+# "String should have at least 1 character"); {ctx keys} come from the error.
+PLAIN = {
+    'missing': 'required',
+    'extra_forbidden': 'unknown field',
+    'string_too_short': 'must be at least {min_length} characters',
+    'string_too_long': 'must be at most {max_length} characters',
+    'string_type': 'must be text',
+    'string_pattern_mismatch': 'is not in the expected form',
+    'int_type': 'must be a whole number',
+    'int_parsing': 'must be a whole number',
+    'int_from_float': 'must be a whole number',
+    'bool_type': 'must be true or false',
+    'bool_parsing': 'must be true or false',
+    'greater_than_equal': 'must be at least {ge}',
+    'less_than_equal': 'must be at most {le}',
+    'literal_error': 'must be one of: {expected}',
+    'date_type': 'must be a date, like 2026-12-31',
+    'date_parsing': 'must be a date, like 2026-12-31',
+    'date_from_datetime_parsing': 'must be a date, like 2026-12-31',
+    'datetime_type': 'must be a date and time, like 2026-12-01T10:00:00+08:00',
+    'datetime_parsing': 'must be a date and time, like 2026-12-01T10:00:00+08:00',
+    'datetime_from_date_parsing': 'must be a date and time, like 2026-12-01T10:00:00+08:00',
+    'timezone_aware': 'must say its time zone, like 2026-12-01T10:00:00+08:00',
+    'decimal_type': 'must be a number, like 9.90',
+    'decimal_parsing': 'must be a number, like 9.90',
+    'decimal_max_places': 'must have at most {decimal_places} decimals',
+    'decimal_max_digits': 'must have at most {max_digits} digits',
+    'model_type': 'must be an object',
+    'dict_type': 'must be an object',
+}
+
+
+def plain(error: dict) -> str:
+    """An error's message for people; a rule of our own says its own (ValueError's text)."""
+    if error['type'] == 'string_too_short' and error.get('ctx', {}).get('min_length') == 1:
+        return 'required'
+    template = PLAIN.get(error['type'])
+    if template is None:
+        return error['msg'].removeprefix('Value error, ')
+    return template.format(**{key: str(value) for key, value in error.get('ctx', {}).items()})
+
+
 def field_errors(exc: ValidationError) -> dict[str, str]:
     """One message per bad field, in the words a form would show next to the field."""
     errors: dict[str, str] = {}
     for error in exc.errors():
         name = '.'.join(str(part) for part in error['loc']) or 'body'
-        message = error['msg'].removeprefix('Value error, ')
-        if error['type'] == 'missing':
-            message = 'required'
-        elif error['type'] == 'extra_forbidden':
-            message = 'unknown field'
-        errors.setdefault(name, message)
+        errors.setdefault(name, plain(error))
     return errors
 
 

@@ -60,7 +60,17 @@ def local_path(target: str | None) -> str:
 
 @ROUTES.get('/')
 def home(settings: Settings, render: Render) -> str:
-    return render('home.html', banners=banners.cached_banners(settings).value)
+    now = utcnow()
+    live = [sale for sale in (seckill.with_stock(sale, now) for sale in seckill.sales(settings))
+            if sale['state'] in ('active', 'sold_out')]
+    popular = catalogue.course_page(catalogue.CourseQuery(ordering='-students', size=4), settings).value['items']
+    return render('home.html', banners=banners.cached_banners(settings).value, sales=live, popular=popular)
+
+
+@ROUTES.get('/search', query=catalogue.CourseQuery)
+def search(query: catalogue.CourseQuery, settings: Settings, render: Render) -> str:
+    page = catalogue.course_page(query.model_copy(update={'size': PAGE_SIZE}), settings).value if query.q else None
+    return render('search.html', query=query, page=page, search_words=query.q)
 
 
 def guest_page(template: str, auth: Auth, render: Render) -> str:
@@ -102,7 +112,10 @@ def course_list(kind: str, query: catalogue.CourseQuery, settings: Settings, ren
 def course_detail(course_id: int, user: User | None, settings: Settings, render: Render) -> str:
     course = or_404(catalogue.course_detail(course_id, settings).value, f'no course {course_id}')
     standing = orders.standing(user.id, course_id) if user else None
-    return render('course.html', course=course, heading=KINDS[course['kind']], standing=standing)
+    sale = course['seckill'] and seckill.sale(course['seckill']['id'], settings)
+    sale_state = sale and seckill.with_stock(sale, utcnow())['state']  # live: the cached page cannot know
+    return render('course.html', course=course, heading=KINDS[course['kind']], standing=standing,
+                  sale_state=sale_state)
 
 
 @ROUTES.get('/seckill')
@@ -140,7 +153,8 @@ def simulated_checkout(order_id: int, user: User, render: Render) -> str:
     """The simulated provider's checkout page (a real provider's is on its own site)."""
     order = get_or_404(Order.select(), Order.id == order_id, Order.user == user, missing=f'no order {order_id}')
     name = next(view['course']['name'] for view in orders.orders_of(user.id) if view['id'] == order_id)
-    return render('pay_simulated.html', order=order, name=name, back=local_path(request.query.getunicode('back')))
+    back = local_path(request.query.getunicode('back'))
+    return render('pay_simulated.html', order=order, course_name=name, back=back)
 
 
 @ROUTES.get('/pay/return', auth='user')

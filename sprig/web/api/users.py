@@ -4,7 +4,7 @@ import secrets
 from typing import Annotated, Literal
 
 from peewee import IntegrityError
-from pydantic import Field, StrictBool, StrictStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
 import tasks
 from models import TaskRecord, Token, User, database
@@ -45,21 +45,23 @@ class SendCode(Input):
     scene: Literal['register', 'login']
 
 
+def repeats(first: str) -> AfterValidator:
+    """A password typed twice: this field must be the same as `first`."""
+    def check(value: str, info: ValidationInfo) -> str:
+        if first in info.data and value != info.data[first]:
+            raise ValueError('the two passwords differ')
+        return value
+    return AfterValidator(check)
+
+
 class Register(Input):
     username: Username
     password: Password
-    password2: StrictStr
+    password2: Annotated[StrictStr, repeats('password')]
     mobile: Mobile
     sms_code: SmsCode
     allow: StrictBool
     email: Email | None = None
-
-    @field_validator('password2')
-    @classmethod
-    def same_password(cls, value: str, info: ValidationInfo) -> str:
-        if 'password' in info.data and value != info.data['password']:
-            raise ValueError('the two passwords differ')
-        return value
 
     @field_validator('allow')
     @classmethod
@@ -216,14 +218,7 @@ def logout(auth: Auth) -> dict:
 class PasswordChange(Input):
     password: Annotated[StrictStr, Field(min_length=1, max_length=128)]
     new_password: Password
-    new_password2: StrictStr
-
-    @field_validator('new_password2')
-    @classmethod
-    def same_password(cls, value: str, info: ValidationInfo) -> str:
-        if 'new_password' in info.data and value != info.data['new_password']:
-            raise ValueError('the two passwords differ')
-        return value
+    new_password2: Annotated[StrictStr, repeats('new_password')]
 
 
 @ROUTES.post('/api/v1/user/password', 'Change the password; every other session is signed out', auth='user',
