@@ -3,10 +3,12 @@ import datetime
 import math
 import zoneinfo
 from collections.abc import Callable
+from typing import Annotated
 from urllib.parse import urlencode
 
 from bottle import redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ConfigDict, Field
 
 import tasks
 from models import Order, User, utcnow
@@ -14,6 +16,7 @@ from sprig.queue.dashboard import RETRYABLE, REVOCABLE, STATES
 from sprig.settings import PROJECT_DIR, Settings
 from sprig.shop import banners, catalogue, orders, seckill
 from sprig.web.auth import Auth
+from sprig.web.inputs import Input
 from sprig.web.routing import Routes, get_or_404, or_404
 
 ROUTES = Routes()
@@ -157,12 +160,17 @@ def simulated_checkout(order_id: int, user: User, render: Render) -> str:
     return render('pay_simulated.html', order=order, course_name=name, back=back)
 
 
-@ROUTES.get('/pay/return', auth='user')
-def payment_return(user: User, render: Render) -> str:
+class ReturnQuery(Input):
+    """A provider may add parameters of its own: they are ignored."""
+
+    model_config = ConfigDict(extra='ignore')
+    order: Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+@ROUTES.get('/pay/return', auth='user', query=ReturnQuery)
+def payment_return(user: User, query: ReturnQuery, render: Render) -> str:
     """Where the provider sends the buyer back: the order as the shop knows it now."""
-    order_id = request.query.getunicode('order', '')
-    order = get_or_404(Order.select(), Order.id == (int(order_id) if order_id.isascii() and order_id.isdigit() else 0),
-                       Order.user == user, missing='no such order')
+    order = get_or_404(Order.select(), Order.id == query.order, Order.user == user, missing=f'no order {query.order}')
     return render('pay_return.html', order=order, course_id=orders.course_of(order))
 
 
