@@ -33,7 +33,7 @@ def test_the_document_lists_every_route_and_nothing_else(app, client):
     press = spec['paths']['/api/v1/seckill']['post']
     assert press['requestBody'] and {'202', '400', '401', '404'} <= set(press['responses'])
     listing = spec['paths']['/api/v1/courses']['get']
-    assert {p['name'] for p in listing['parameters']} == {'kind', 'category', 'ordering', 'page', 'size'}
+    assert {p['name'] for p in listing['parameters']} == {'q', 'kind', 'category', 'ordering', 'page', 'size'}
 
 
 def test_a_route_without_a_description_is_refused(app):

@@ -74,7 +74,7 @@ def test_register_sign_out_and_sign_in_both_ways(context, site, outbox):
     page.fill('#reg-username', 'ab')
     page.fill('#reg-password', PASSWORD)
     page.fill('#reg-password2', PASSWORD + 'x')
-    page.locator('form button[type=submit]').click()
+    page.locator('main form button[type=submit]').click()
     expect(error_for(page, 'username')).to_have_text('must be 5-20 letters, digits or underscores')
     expect(error_for(page, 'password2')).to_have_text('the two passwords differ')
     expect(error_for(page, 'allow')).to_have_text('accept the terms to register')
@@ -85,7 +85,7 @@ def test_register_sign_out_and_sign_in_both_ways(context, site, outbox):
     expect(page.locator('#reg-username')).to_have_attribute('aria-invalid', 'true')
     expect(page.locator('#reg-password2')).to_have_attribute('aria-invalid', 'true')
     expect(page.locator('#reg-password')).not_to_have_attribute('aria-invalid', 'true')
-    expect(page.locator('form button[type=submit]')).to_be_enabled()
+    expect(page.locator('main form button[type=submit]')).to_be_enabled()
     # Each message sits right under its own field.
     for field, name in [('#reg-username', 'username'), ('#reg-password2', 'password2')]:
         field_box, error_box = page.locator(field).bounding_box(), error_for(page, name).bounding_box()
@@ -111,7 +111,7 @@ def test_register_sign_out_and_sign_in_both_ways(context, site, outbox):
     page.fill('#reg-code', code)
     page.fill('#reg-password2', PASSWORD)
     page.check('input[name=allow]')
-    page.locator('form button[type=submit]').click()
+    page.locator('main form button[type=submit]').click()
     expect_signed_in(page, site, USERNAME)
     shot(page, 'auth-registered-home')
 
