@@ -6,11 +6,23 @@ import subprocess
 import time
 
 import pytest
-from conftest import PROJECT_DIR, SECRET, huey_consumer, make_settings, open_sale, process_env, python, wait_until
+from conftest import (
+    PROJECT_DIR,
+    SECRET,
+    free_port,
+    huey_consumer,
+    make_settings,
+    open_sale,
+    process_env,
+    python,
+    wait_until,
+)
+from test_faults import start_redis
 
 import tasks
 from models import User, database
-from sprig.cache.store import cache
+from sprig.cache.store import CacheError, cache
+from sprig.queue.storage import QUEUE_ERRORS
 from sprig.shop import seckill
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
@@ -83,3 +95,29 @@ def test_a_claim_backed_by_its_task_or_order_stays(shop, tmp_path):
         assert cache.get(seckill.marker_key(item_id, first)) is None
         assert cache.get(seckill.marker_key(item_id, second)) is not None and queued.id
         assert stock_counter(item_id) == 4
+
+
+def test_a_claim_caught_by_redis_going_down_goes_back_once_it_returns(tmp_path, spawn):
+    """Redis (appendonly, fsync always) killed between the claim and the enqueue: the enqueue and
+    the release both fail; the claim comes back from the append-only file with Redis."""
+    port = free_port()
+    redis_server = start_redis(spawn, tmp_path / 'redis', port)
+    url = f'redis://127.0.0.1:{port}/0'
+    env = {'SPRIG_QUEUE_URL': url, 'SPRIG_CACHE_URL': url}
+    _, item_id = open_sale(tmp_path, users=1, stock=5, **env)
+    env['SPRIG_APP_SECRET_KEY'] = SECRET
+    tasks.configure(make_settings(tmp_path, **env))
+    with database.connection_context():
+        buyer = User.select().first()
+        assert seckill.claim(seckill.sale(item_id, tasks.settings), buyer, tasks.settings) == 'claimed'
+    redis_server.stop(signal.SIGKILL)
+    with pytest.raises(QUEUE_ERRORS):
+        tasks.create_order(buyer.id, item_id)
+    with pytest.raises(CacheError):
+        seckill.release(item_id, buyer.id)  # what the press does when its enqueue fails
+    start_redis(spawn, tmp_path / 'redis', port)
+    assert stock_counter(item_id) == 4  # the claim survived in the append-only file
+    consumer = spawn(huey_consumer('-w', '2', '-k', 'thread'), process_env(tmp_path, **env), 'consumer')
+    wait_until(lambda: cache.get(seckill.marker_key(item_id, buyer.id)) is None, 30, 'the claim never went back',
+               consumer.stderr)
+    assert stock_counter(item_id) == 5
