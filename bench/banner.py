@@ -1,0 +1,103 @@
+"""The cached banner read beside the floor of the stack, in one run: GET /api/v1/home/banners on
+`python app.py` (the default, embedded mode) against a bare Bottle route returning a constant
+banner body under the same Waitress (../shared/peer/floor_app.py, `waitress-serve --threads=8`).
+
+    .venv/bin/python bench/banner.py [--rounds R] [--seconds S] [--connections C]
+
+Needs wrk (apt-get install wrk). Each round runs `wrk -t2 -cC -dSs --latency` on the floor, then
+on Sprig, then on the floor again... interleaved; it prints one JSON line with each side's
+medians (req/s, p99 ms) and the ratios Sprig/floor. The floor app is copied to a temporary
+directory (shared/ is read-only). Sprig runs on a fresh data directory with its demo data.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+FLOOR = PROJECT.parent / 'shared' / 'peer' / 'floor_app.py'
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def wait(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f'{proc.args[0]} exited with {proc.returncode}')
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f'no answer from {url}')
+
+
+def wrk(url: str, seconds: int, connections: int) -> dict:
+    out = subprocess.run(['wrk', '-t2', f'-c{connections}', f'-d{seconds}s', '--latency', url],
+                         capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+    p99 = re.search(r'99%\s+([\d.]+)(us|ms|s)', out)
+    scale = {'us': 0.001, 'ms': 1, 's': 1000}[p99.group(2)]
+    return {'rps': rate, 'p99_ms': float(p99.group(1)) * scale}
+
+
+def start(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--seconds', type=int, default=8)
+    parser.add_argument('--connections', type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which('wrk') is None or not FLOOR.exists():
+        print(json.dumps({'bench': 'banner', 'skipped': 'needs wrk and ../shared/peer/floor_app.py'}))
+        return
+    with tempfile.TemporaryDirectory(prefix='sprig-banner-') as tmp:
+        shutil.copy(FLOOR, tmp)
+        base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
+        floor_port, sprig_port = free_port(), free_port()
+        floor = start([str(BIN / 'waitress-serve'), '--threads=8', f'--port={floor_port}', 'floor_app:app'],
+                      Path(tmp), base)
+        sprig = start([sys.executable, 'app.py', '--port', str(sprig_port)], PROJECT,
+                      base | {'SPRIG_DATA_DIR': str(Path(tmp) / 'data')})
+        try:
+            urls = {'floor': f'http://127.0.0.1:{floor_port}/floor',
+                    'sprig': f'http://127.0.0.1:{sprig_port}/api/v1/home/banners'}
+            wait(urls['floor'], floor)
+            wait(urls['sprig'], sprig)
+            runs: dict[str, list[dict]] = {'floor': [], 'sprig': []}
+            for _ in range(args.rounds):
+                for side in ('floor', 'sprig'):
+                    runs[side].append(wrk(urls[side], args.seconds, args.connections))
+        finally:
+            for proc in (floor, sprig):
+                proc.terminate()
+                proc.wait(15)
+    medians = {side: {key: round(statistics.median(run[key] for run in found), 2) for key in ('rps', 'p99_ms')}
+               for side, found in runs.items()}
+    print(json.dumps({'bench': 'banner', 'rounds': args.rounds, 'seconds': args.seconds,
+                      'connections': args.connections, **medians,
+                      'rps_ratio': round(medians['sprig']['rps'] / medians['floor']['rps'], 3),
+                      'p99_ratio': round(medians['sprig']['p99_ms'] / medians['floor']['p99_ms'], 3),
+                      'runs': runs}))
+
+
+if __name__ == '__main__':
+    main()
