@@ -50,6 +50,7 @@ class AppSettings:
     request_timeout: int = limits(1)
     idle_timeout: int = limits(1)
     min_free_mb: int = limits(0)
+    access_log: bool
     trusted_proxy: str
     timezone: str
 

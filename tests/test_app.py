@@ -148,7 +148,9 @@ def test_request_id_is_echoed_when_sane_and_replaced_when_not(client):
     assert given.headers['X-Request-ID'] != 'bad id\x7f' and len(given.headers['X-Request-ID']) == 16
 
 
-def test_access_log_line_per_request(client, caplog):
+def test_access_log_line_per_request(tmp_path, caplog):
+    client = webtest.TestApp(sprig_app.create_app(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true',
+                                                                SPRIG_APP_ACCESS_LOG='true')))
     with caplog.at_level(logging.INFO, logger='sprig.access'):
         res = client.get('/api/v1/nope', status=404)
     assert "GET /api/v1/nope 404" in caplog.text and res.headers['X-Request-ID'] in caplog.text

@@ -125,7 +125,7 @@ def test_chinese_usernames_are_welcome(tmp_path):
 
 
 def test_control_characters_in_a_path_are_escaped_in_the_access_log(tmp_path, caplog):
-    client = make_client(tmp_path)
+    client = make_client(tmp_path, SPRIG_APP_ACCESS_LOG='true')
     with caplog.at_level(logging.INFO, logger='sprig.access'):
         client.get('/nowhere%1b[31m%00', status=404)
     line = [record.getMessage() for record in caplog.records if record.name == 'sprig.access'][-1]
