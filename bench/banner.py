@@ -14,37 +14,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from servers import free_port, wait_ready
 
 PROJECT = Path(__file__).resolve().parent.parent
 FLOOR = PROJECT.parent / 'shared' / 'peer' / 'floor_app.py'
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def wait(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f'{proc.args[0]} exited with {proc.returncode}')
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f'no answer from {url}')
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict:
@@ -80,8 +60,8 @@ def main() -> None:
         try:
             urls = {'floor': f'http://127.0.0.1:{floor_port}/floor',
                     'sprig': f'http://127.0.0.1:{sprig_port}/api/v1/home/banners'}
-            wait(urls['floor'], floor)
-            wait(urls['sprig'], sprig)
+            wait_ready(urls['floor'], floor)
+            wait_ready(urls['sprig'], sprig)
             runs: dict[str, list[dict]] = {'floor': [], 'sprig': []}
             for _ in range(args.rounds):
                 for side in ('floor', 'sprig'):

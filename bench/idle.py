@@ -11,22 +11,16 @@ Prints one JSON line.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from servers import free_port, wait_ready
 
 PROJECT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf('SC_CLK_TCK')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -41,19 +35,6 @@ def switches(pid: int) -> int:
             if line.startswith(('voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches')):
                 total += int(line.split()[1])
     return total
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f'app.py exited with {proc.returncode}')
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f'no answer from {url}')
 
 
 def main() -> None:

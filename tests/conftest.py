@@ -36,7 +36,7 @@ import app as sprig_app  # noqa: E402
 import tasks  # noqa: E402
 from models import TaskRecord, database  # noqa: E402
 from sprig.db.schema import create_tables  # noqa: E402
-from sprig.queue.records import stub  # noqa: E402
+from sprig.queue import records  # noqa: E402
 from sprig.settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
 
 IN_CI = os.environ.get('CI', '').lower() == 'true'
@@ -475,7 +475,7 @@ def engine_env(kind: str, request, unique: str) -> dict[str, str]:
 def record(task_id: str) -> TaskRecord | None:
     """The task's record as the API reads it: its row, or the stub of a task just enqueued."""
     with database.connection_context():
-        return TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(tasks.huey, task_id)
+        return records.find(tasks.huey, task_id)
 
 
 def wait_state(task_id: str, *states: str, timeout: float = 30) -> tuple[TaskRecord, list[str]]:

@@ -23,6 +23,7 @@ from huey.api import Task
 from peewee import Case
 
 from models import TaskRecord, database, utcnow
+from sprig.db.prepared import first, prepared
 
 if TYPE_CHECKING:
     from sprig.queue.engine import SprigHuey
@@ -294,6 +295,15 @@ def move_back(huey: 'SprigHuey', task: Task) -> None:
     state = 'scheduled' if task.eta and to_utc(task.eta) > utcnow() else 'queued'
     back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
     later(huey, task, state=back, eta=to_utc(task.eta))
+
+
+# A record read by id, built once: pages poll it every few seconds.
+RECORD_BY_ID = prepared(lambda: TaskRecord.select().where(TaskRecord.id == ''))
+
+
+def find(huey: 'SprigHuey', task_id: str) -> TaskRecord | None:
+    """A task's record as its pollers read it: its row, or the stub of a task just enqueued."""
+    return first(TaskRecord, RECORD_BY_ID(), task_id) or stub(huey, task_id)
 
 
 def stub(huey: 'SprigHuey', task_id: str) -> TaskRecord | None:

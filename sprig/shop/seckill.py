@@ -26,7 +26,7 @@ from sprig.cache import aside
 from sprig.cache.invalidation import writing
 from sprig.cache.store import cache
 from sprig.db.prepared import first, prepared
-from sprig.queue.records import stub
+from sprig.queue import records
 from sprig.settings import Settings
 from sprig.shop import keys
 from sprig.shop.content import stale
@@ -134,6 +134,11 @@ def reconcile_claims() -> int:
     return returned
 
 
+def presses_on(record: TaskRecord, item_id: int) -> bool:
+    """Whether a create_order record is a press on this sale (its arguments: user, item)."""
+    return bool(record.payload) and json.loads(record.payload)[0][1:2] == [item_id]
+
+
 def open_sale_ids() -> list[int]:
     now = utcnow()
     return [row.id for row in SeckillItem.select(SeckillItem.id)
@@ -149,8 +154,7 @@ def backed(item_id: int, users: set[int]) -> set[int]:
     running = (TaskRecord.select(TaskRecord.user_id, TaskRecord.payload)
                .where((TaskRecord.name == 'create_order') & TaskRecord.user_id.in_(list(users))
                       & TaskRecord.state.in_(UNFINISHED)))
-    waiting = {record.user_id for record in running
-               if record.payload and json.loads(record.payload)[0][1:2] == [item_id]}
+    waiting = {record.user_id for record in running if presses_on(record, item_id)}
     return holders | waiting
 
 
@@ -201,15 +205,13 @@ def place_order(user_id: int, item_id: int, task_id: str, payment_timeout: int) 
 
 WON, LOST, QUEUED, RUNNING, FAILED = 100, 101, 102, 103, 104
 LOST_MESSAGES = {'sold_out': 'sold out', 'already_bought': 'you already hold an order for this sale'}
-# The poller's read of a task record, built once: pages poll it every few seconds.
-RECORD_BY_ID = prepared(lambda: TaskRecord.select().where(TaskRecord.id == ''))
 
 
 def press_result(task_id: str, user_id: int, huey: 'SprigHuey') -> dict | None:
     """The poller's answer for one of user's presses, or None when user made no press `task_id`:
     from its order (the durable proof), else from its task's record, and for a press that lost,
     from what its task returned (Huey's result, kept until the record is pruned)."""
-    record = first(TaskRecord, RECORD_BY_ID(), task_id) or stub(huey, task_id)
+    record = records.find(huey, task_id)
     if record is None or record.name != 'create_order' or record.user_id != user_id:
         return None
     order = first(Order, ORDER_BY_TASK(), task_id)
@@ -263,6 +265,5 @@ def viewer(item_id: int, user_id: int) -> dict:
     pending = (TaskRecord.select(TaskRecord.id, TaskRecord.payload)
                .where((TaskRecord.name == 'create_order') & (TaskRecord.user_id == user_id)
                       & TaskRecord.state.in_(UNFINISHED)).order_by(TaskRecord.created_at.desc()))
-    task_id = next((record.id for record in pending
-                    if record.payload and json.loads(record.payload)[0][1:2] == [item_id]), None)
+    task_id = next((record.id for record in pending if presses_on(record, item_id)), None)
     return {'order': None, 'task_id': task_id}

@@ -11,7 +11,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ConfigDict, Field
 
 import tasks
-from models import Order, User, utcnow
+from models import Course, Order, User, utcnow
 from sprig.queue.dashboard import RETRYABLE, REVOCABLE, STATES
 from sprig.settings import PROJECT_DIR, Settings
 from sprig.shop import banners, catalogue, orders, seckill
@@ -155,7 +155,7 @@ def account(render: Render) -> str:
 def simulated_checkout(order_id: int, user: User, render: Render) -> str:
     """The simulated provider's checkout page (a real provider's is on its own site)."""
     order = get_or_404(Order.select(), Order.id == order_id, Order.user == user, missing=f'no order {order_id}')
-    name = next(view['course']['name'] for view in orders.orders_of(user.id) if view['id'] == order_id)
+    name = Course.get_by_id(orders.course_of(order)).name
     back = local_path(request.query.getunicode('back'))
     return render('pay_simulated.html', order=order, course_name=name, back=back)
 

@@ -5,9 +5,8 @@ from pydantic import Field
 
 import tasks
 from models import TaskRecord, User
-from sprig.queue import dashboard
+from sprig.queue import dashboard, records
 from sprig.queue.dashboard import STATES
-from sprig.queue.records import stub
 from sprig.web.envelope import ok
 from sprig.web.inputs import Input
 from sprig.web.routing import Routes, get_or_404, or_404
@@ -28,7 +27,7 @@ def record_or_404(task_id: str) -> TaskRecord:
 
 @ROUTES.get('/api/v1/tasks/<task_id>', "A task's record (its user or an admin)", auth='user', statuses=(404,))
 def get_task(task_id: str, user: User) -> dict:
-    record = TaskRecord.get_or_none(TaskRecord.id == task_id) or stub(tasks.huey, task_id)
+    record = records.find(tasks.huey, task_id)
     # Another user's task is as unknown as a missing one.
     mine = record is not None and (user.is_admin or record.user_id == user.id)
     return ok(result=or_404(record if mine else None, f'no task {task_id}').public())

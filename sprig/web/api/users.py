@@ -7,9 +7,9 @@ from peewee import IntegrityError
 from pydantic import AfterValidator, Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
 import tasks
-from models import TaskRecord, Token, User, database
+from models import Token, User, database
 from sprig.cache.store import cache
-from sprig.queue.records import stub
+from sprig.queue import records
 from sprig.settings import Settings
 from sprig.shop.accounts import (
     Email,
@@ -139,7 +139,7 @@ def code_delivery(query: DeliveryQuery, settings: Settings) -> dict:
     stored = cache.get(f'sms-receipt:{query.task_id}')
     if stored is None or not hmac.compare_digest(stored, keyed(settings.app.secret_key, query.receipt)):
         raise ApiError(404, f'no code sent as {query.task_id}')
-    record = TaskRecord.get_or_none(TaskRecord.id == query.task_id) or stub(tasks.huey, query.task_id)
+    record = records.find(tasks.huey, query.task_id)
     state = record.state if record is not None else 'queued'
     code, msg = DELIVERY.get(state, (102, 'sending'))
     return {'code': code, 'msg': msg}
