@@ -13,6 +13,7 @@ from conftest import PROJECT_DIR, Engine, engine_env, make_settings, process_env
 from huey.constants import EmptyData
 
 import tasks
+from models import ConsumerBeat, database
 from sprig.db.schema import create_tables
 from sprig.queue.consumer import SprigConsumer
 
@@ -81,9 +82,16 @@ def test_any_argument_huey_pickles_is_accepted(author):
     assert testtasks.echo(loop).get(blocking=True, timeout=10) == '[1, [...]]'
 
 
+def beating(pid: int) -> bool:
+    with database.connection_context():
+        return ConsumerBeat.select().where(ConsumerBeat.pid == pid).exists()
+
+
 def test_sighup_restarts_the_consumer(author):
     consumer = author.consumer('consumer')
     assert testtasks.add(1, 2).get(blocking=True, timeout=15) == 3
+    # Its handlers are set once it started (workers run tasks before): its first beat comes after.
+    wait_until(lambda: beating(consumer.pid), 15, 'the consumer never beat', consumer.stderr)
     consumer.proc.send_signal(signal.SIGHUP)
     time.sleep(2)
     assert consumer.proc.poll() is None, consumer.stderr()
