@@ -32,15 +32,27 @@ class BaseModel(Model):
 
 
 class User(BaseModel):
+    # What a user may do besides buying: an editor runs the content (banners, catalogue, sales),
+    # an admin everything (users, orders, tasks too).
+    ROLES = ('user', 'editor', 'admin')
+
     username = CharField(max_length=20, unique=True)
     # Unique but optional: NULLs never collide, so admins created on the command line need none.
     mobile = CharField(max_length=11, unique=True, null=True)
     email = CharField(max_length=254, unique=True, null=True)
     password_hash = CharField(max_length=200)
-    is_admin = BooleanField(default=False)
+    role = CharField(max_length=8, choices=[(role, role) for role in ROLES], default='user')  # since version 3
     is_active = BooleanField(default=True)
     created = DateTimeField(default=utcnow)
     last_login = DateTimeField(null=True)  # since schema version 1
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == 'admin'
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in ('editor', 'admin')
 
     @classmethod
     def has_mobile(cls, mobile: str) -> bool:
@@ -48,7 +60,7 @@ class User(BaseModel):
 
     def public(self) -> dict:
         return {'id': self.id, 'username': self.username, 'mobile': self.mobile, 'email': self.email,
-                'is_admin': self.is_admin, 'created': self.created, 'last_login': self.last_login}
+                'role': self.role, 'is_admin': self.is_admin, 'created': self.created, 'last_login': self.last_login}
 
 
 class Token(BaseModel):
@@ -229,6 +241,21 @@ class Payment(BaseModel):
     created = DateTimeField(default=utcnow)
 
 
+class AuditEntry(BaseModel):
+    """A staff write: who made it, when, to which row, and the fields it changed."""
+
+    actor = ForeignKeyField(User, null=True, backref='writes', on_delete='SET NULL')
+    actor_name = CharField(max_length=20)  # kept when the account is gone
+    at = DateTimeField(default=utcnow, index=True)
+    action = CharField(max_length=16)  # create, change, delete, restore, disable, cancel, ...
+    kind = CharField(max_length=32)  # the row's table
+    row_id = IntegerField()
+    changes = TextField(default='{}')  # JSON: {field: [before, after]}
+
+    class Meta:
+        indexes = ((('kind', 'row_id'), False),)
+
+
 class SchemaVersion(BaseModel):
     """One row (id 1): how many of MIGRATIONS this database has had."""
 
@@ -290,8 +317,8 @@ class Schedule(BaseModel):
 
 # Every table, in creation order (a table after those it refers to).
 MODELS: list[type[Model]] = [User, Token, Banner, CourseCategory, Teacher, Course, CourseChapter, CourseSection,
-                             SeckillItem, Order, Enrolment, Payment, TaskRecord, ConsumerBeat, Lease, Schedule,
-                             SchemaVersion]
+                             SeckillItem, Order, Enrolment, Payment, AuditEntry, TaskRecord, ConsumerBeat, Lease,
+                             Schedule, SchemaVersion]
 # The tables people fill: a database with rows in none of them is a fresh install.
 CONTENT: list[type[Model]] = [User, Banner, CourseCategory, Teacher, Course]
 

@@ -2,7 +2,7 @@
 
     python app.py [serve] [--host H] [--port N] [--threads N] [--processes N] [--no-consumer]
     python app.py initdb | migrate | seed | ping [--timeout S]
-    python app.py create-admin NAME [--password-stdin] [--mobile M]
+    python app.py create-admin NAME [--password-stdin] [--mobile M] [--role admin|editor]
     python app.py backup PATH [--force]
 
 `serve` creates missing tables and runs pending migrations, adds the demo data to an empty
@@ -139,11 +139,11 @@ def create_admin(args: argparse.Namespace) -> int:
         if password != getpass.getpass('Repeat it: '):
             return fail('the passwords differ')
     try:
-        created = save_admin(args.name, password, args.mobile)
+        created = save_admin(args.name, password, args.mobile, args.role)
     except ApiError as exc:
         problems = exc.payload.get('errors', {})
         return fail('; '.join(f'{field}: {message}' for field, message in problems.items()) or exc.body)
-    print(f'admin {args.name} {"created" if created else "updated"}')
+    print(f'{args.role} {args.name} {"created" if created else "updated"}')
     return 0
 
 
@@ -196,6 +196,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     admin.add_argument('name', help='username (5-20 letters, digits or _)')
     admin.add_argument('--password-stdin', action='store_true', help='read the password from stdin')
     admin.add_argument('--mobile', help='mobile number, for SMS sign-in')
+    admin.add_argument('--role', choices=('admin', 'editor'), default='admin',
+                       help='admin (everything, the default) or editor (banners, catalogue and sales)')
     copy = commands.add_parser('backup', help='copy the SQLite database while the site runs')
     copy.add_argument('path', help='file to write the copy to')
     copy.add_argument('--force', action='store_true', help='replace the file if it exists')

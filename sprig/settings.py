@@ -107,6 +107,13 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    upload_dir: Path | None
+    upload_max_kb: int = limits(1, 1024 * 1024)
+    audit_retention_days: int = limits(1)
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     token_ttl: int = limits(60)
     lookups_per_minute: int = limits(0)
@@ -145,6 +152,7 @@ class Settings:
     sms: SmsSettings
     seckill: SeckillSettings
     payments: PaymentSettings
+    admin: AdminSettings
 
 
 SECTIONS = {f.name: f.type for f in fields(Settings)}
@@ -290,6 +298,7 @@ def resolve(s: Settings) -> Settings:
         database=DatabaseSettings(url=database),
         queue=replace(s.queue, url=queue),
         cache=replace(s.cache, url=cache),
+        admin=replace(s.admin, upload_dir=s.admin.upload_dir or data / 'uploads'),
     )
 
 

@@ -5,7 +5,7 @@ database's version is how many of them it has had.
 """
 from collections.abc import Callable
 
-from peewee import Model, SqliteDatabase
+from peewee import SQL, Model, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
 from models import MODELS, Order, SchemaVersion, User, database
@@ -57,7 +57,17 @@ def orders_of_courses(migrator: SchemaMigrator) -> list:
     return changes
 
 
-MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login, orders_of_courses]
+def roles(migrator: SchemaMigrator) -> list:
+    """is_admin becomes a role (user, editor or admin); the admins keep theirs."""
+    table = User._meta.table_name
+    if 'is_admin' not in {column.name for column in database.get_columns(table)}:
+        return []
+    migrate(*add_column(migrator, User, 'role'))
+    User.update(role='admin').where(SQL(f'is_admin = {database.param}', (True,))).execute()
+    return [migrator.drop_column(table, 'is_admin')]
+
+
+MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login, orders_of_courses, roles]
 
 
 def upgrade(fresh: bool) -> int:

@@ -170,8 +170,9 @@ def conflict_error(taken: dict[str, str]) -> ApiError:
     return ApiError(409, f'already in use: {", ".join(taken)}', errors=taken)
 
 
-def save_admin(username: str, password: str, mobile: str | None = None) -> bool:
-    """Create an admin, or make an existing user one with this password. True if created.
+def save_admin(username: str, password: str, mobile: str | None = None, role: str = 'admin') -> bool:
+    """Create a staff account (an admin or an editor), or make an existing user one with this
+    password. True if created.
 
     :raise ApiError 400: a bad username, password or mobile; 409: the mobile is another user's.
     """
@@ -181,7 +182,7 @@ def save_admin(username: str, password: str, mobile: str | None = None) -> bool:
         user = User.get_or_none(User.username == account.username)
         if user is None:
             user = User(username=account.username)
-        user.password_hash, user.is_admin, user.is_active = password_hash, True, True
+        user.password_hash, user.role, user.is_active = password_hash, role, True
         user.mobile = account.mobile or user.mobile
         created = user.id is None
         try:

@@ -4,9 +4,9 @@ from collections.abc import Callable
 
 from peewee import Model
 
-from models import Banner, Course, CourseCategory, CourseChapter, CourseSection, SeckillItem, Teacher
+from models import Banner, Course, CourseCategory, CourseChapter, CourseSection, SeckillItem, Teacher, User
 from sprig.cache.invalidation import Stale, writing
-from sprig.shop import keys
+from sprig.shop import audit, keys
 
 CATALOGUE = Stale(namespaces=(keys.CATALOGUE,))
 
@@ -39,17 +39,39 @@ def stale(row: Model) -> Stale:
     return STALE[type(row)](row)
 
 
-def save(row: Model, values: dict) -> None:
-    """Set values on row and save it: committed, then what it made stale is dropped (twice).
+def save(row: Model, values: dict, actor: User | None = None, action: str = '') -> None:
+    """Set values on row and save it: committed with its audit entry (when staff made it), then
+    what it made stale is dropped (twice). action defaults to create or change.
 
     :raise peewee.IntegrityError: a unique column already holds one of the values.
     """
+    action = action or ('change' if row.get_id() else 'create')
+    changes = audit.diff(row, values)
     for name, value in values.items():
         setattr(row, name, value)
     with writing(stale(row)):
         row.save()
+        audit.record(actor, action, row, changes)
 
 
-def soft_delete(row: Model) -> None:
+def soft_delete(row: Model, actor: User | None = None) -> None:
     """Hide row for good: it stays (with what hangs from it), hidden from every list."""
-    save(row, {'is_delete': True})
+    save(row, {'is_delete': True}, actor, 'delete')
+
+
+def restore(row: Model, actor: User | None = None) -> None:
+    """Undo a soft delete."""
+    save(row, {'is_delete': False}, actor, 'restore')
+
+
+BULK = {'show': ({'is_show': True}, 'show'), 'hide': ({'is_show': False}, 'hide'),
+        'delete': ({'is_delete': True}, 'delete'), 'restore': ({'is_delete': False}, 'restore')}
+
+
+def bulk(rows: list[Model], action: str, actor: User | None = None) -> int:
+    """One of BULK's actions on each row that it changes; how many it changed."""
+    values, name = BULK[action]
+    changed = [row for row in rows if audit.diff(row, values)]
+    for row in changed:
+        save(row, values, actor, name)
+    return len(changed)

@@ -12,7 +12,9 @@ from sprig.web.envelope import ApiError
 
 COOKIE = 'sprig_token'
 SAFE_METHODS = {'GET', 'HEAD', 'OPTIONS'}
-LEVELS = ('public', 'user', 'admin')  # what a route may require, least first
+LEVELS = ('public', 'user', 'editor', 'admin')  # what a route may require, least first
+# The roles each staff level admits: an editor runs the content, an admin everything.
+ROLES_OF = {'editor': ('editor', 'admin'), 'admin': ('admin',)}
 # Who a token belongs to (digest, now): one indexed read on every signed-in request.
 USER_BY_TOKEN = prepared(lambda: User.select().join(Token, on=(Token.user == User.id))
                          .where((Token.digest == '') & (Token.expires > utcnow()) & User.is_active))
@@ -66,15 +68,15 @@ class Auth:
     def require(self, level: str) -> User | None:
         """The user a route of this level needs (None for a public route).
 
-        :raise ApiError 401: no valid token; 403: an admin route, and not an admin.
+        :raise ApiError 401: no valid token; 403: a staff route, and not of a role it admits.
         """
         if level == 'public':
             return self.current_user()
         user = self.current_user()
         if user is None:
             raise ApiError(401, 'sign in first (missing, invalid or expired token)')
-        if level == 'admin' and not user.is_admin:
-            raise ApiError(403, 'admins only')
+        if level in ROLES_OF and user.role not in ROLES_OF[level]:
+            raise ApiError(403, 'admins only' if level == 'admin' else 'editors and admins only')
         return user
 
 

@@ -19,6 +19,8 @@ def oldest_database(path) -> None:
         conn.executescript(OLDEST.read_text())
         conn.execute("INSERT INTO user (username, mobile, email, password_hash, is_admin, is_active, created) "
                      "VALUES ('old_timer', '13800138000', NULL, 'x', 0, 1, '2026-01-01 00:00:00')")
+        conn.execute("INSERT INTO user (username, mobile, email, password_hash, is_admin, is_active, created) "
+                     "VALUES ('old_admin', NULL, NULL, 'x', 1, 1, '2026-01-01 00:00:00')")
 
 
 def columns(path, table: str) -> list[str]:
@@ -42,7 +44,9 @@ def test_migrate_upgrades_the_oldest_schema_and_keeps_its_rows(tmp_path):
     with database.connection_context():
         assert SchemaVersion.get_by_id(1).version == len(schema.MIGRATIONS)
         assert User.get(User.username == 'old_timer').mobile == '13800138000'
+        assert [user.role for user in User.select().order_by(User.id)] == ['user', 'admin']  # is_admin became a role
         assert {'banner', 'course', 'seckillitem', 'order'} <= set(database.get_tables())
+    assert 'is_admin' not in columns(tmp_path / 'sprig.db', 'user')
 
 
 def test_a_fresh_database_starts_at_the_current_version(tmp_path):
@@ -86,7 +90,7 @@ def test_orders_of_version_1_become_orders_of_sales_or_courses(tmp_path):
             INSERT INTO "order" (id, user_id, item_id, task_id, status, live, price, created_at, expires_at)
                 VALUES (1, 1, 1, 't1', 'paid', 1, 1, '2026-01-01', '2026-01-02');""")
     init_db(make_settings(tmp_path))
-    assert create_tables() == 1
+    assert create_tables() == 2  # orders_of_courses, roles
     with sqlite3.connect(tmp_path / 'sprig.db') as conn:
         info = {row[1]: row for row in conn.execute('PRAGMA table_info("order")')}
         assert info['item_id'][3] == 0 and 'course_id' in info  # item may be empty now

@@ -347,7 +347,7 @@ def test_admin_routes_check_is_admin(tmp_path):
     register(client, tmp_path)
     assert client.get('/api/v1/test/admin', status=403).json == {'code': 403, 'msg': 'admins only'}
     with database.connection_context():
-        User.update(is_admin=True).execute()
+        User.update(role='admin').execute()
     assert client.get('/api/v1/test/admin').json['who'] == 'alice_01'
 
 
