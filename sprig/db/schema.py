@@ -5,7 +5,7 @@ database's version is how many of them it has had.
 """
 from collections.abc import Callable
 
-from peewee import SQL, Model, SqliteDatabase
+from peewee import SQL, CharField, Model, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
 from models import MODELS, Order, SchemaVersion, User, database
@@ -62,7 +62,11 @@ def roles(migrator: SchemaMigrator) -> list:
     table = User._meta.table_name
     if 'is_admin' not in {column.name for column in database.get_columns(table)}:
         return []
-    migrate(*add_column(migrator, User, 'role'))
+    # NOT NULL with its DEFAULT in one ALTER: Peewee would add it nullable and then make it NOT NULL,
+    # which SQLite does by rebuilding the table, and dropping the old user table cascades to
+    # every order and token of its users (found by the migration test).
+    role = CharField(max_length=8, default='user', constraints=[SQL("DEFAULT 'user'")])
+    migrate(migrator.add_column(table, 'role', role, allow_not_null=True))
     User.update(role='admin').where(SQL(f'is_admin = {database.param}', (True,))).execute()
     return [migrator.drop_column(table, 'is_admin')]
 
