@@ -29,7 +29,7 @@ from sprig.db.schema import create_tables
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.settings import Settings
 from sprig.web import openapi, pages
-from sprig.web.api import banners, catalogue, health, orders, queue, seckill, users
+from sprig.web.api import banners, catalogue, health, orders, queue, seckill, staff, users
 from sprig.web.auth import Auth
 from sprig.web.envelope import ApiError, to_json
 from sprig.web.routing import RoutePlugin, mount
@@ -41,7 +41,7 @@ REQUEST_ID = re.compile(r'^[A-Za-z0-9._-]{1,64}$')
 # (os.urandom was 4% of a cached read's time); an id is a name, never a secret.
 ID_PREFIX, ID_COUNT = secrets.token_hex(4), itertools.count(1)
 # Every route module, in mounting order; the OpenAPI document lists their /api/v1/ routes.
-ROUTE_MODULES = (health, users, queue, banners, catalogue, seckill, orders, pages, openapi)
+ROUTE_MODULES = (health, users, staff, queue, banners, catalogue, seckill, orders, pages, openapi)
 
 
 def create_app(settings: Settings) -> Bottle:

@@ -194,7 +194,7 @@ class Order(BaseModel):
     course, live) let the database refuse a second live order for the same user and sale, or the
     same user and course, on every backend (NULLs never collide)."""
 
-    STATUSES = ('pending_payment', 'paid', 'cancelled')
+    STATUSES = ('pending_payment', 'paid', 'cancelled', 'refunded')
 
     user = ForeignKeyField(User, backref='orders', on_delete='CASCADE')
     item = ForeignKeyField(SeckillItem, null=True, backref='orders', on_delete='CASCADE')  # since version 2

@@ -24,7 +24,7 @@ from sprig.queue.engine import SprigHuey
 from sprig.queue.records import seconds_ago
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.settings import Settings, SettingsError, load_settings, scheme
-from sprig.shop import banners, orders, seckill, sms
+from sprig.shop import audit, banners, orders, seckill, sms
 
 log = logging.getLogger('sprig.tasks')
 
@@ -87,7 +87,8 @@ def queue_sms_code(mobile: str, code: str, scene: str):
 @huey.every(3600, idempotent=True)
 def prune_records() -> int:
     """Retention: drop task records (and their results) older than [queue] retention_hours,
-    heartbeats of long-gone consumers, and expired login tokens."""
+    heartbeats of long-gone consumers, expired login tokens, and audit entries older than
+    [admin] audit_retention_days."""
     old = TaskRecord.select(TaskRecord.id).where(
         (TaskRecord.created_at < seconds_ago(settings.queue.retention_hours * 3600))
         & TaskRecord.finished_at.is_null(False))
@@ -98,6 +99,7 @@ def prune_records() -> int:
         TaskRecord.delete().where(TaskRecord.id.in_(ids[start:start + 500])).execute()
     ConsumerBeat.delete().where(ConsumerBeat.beat_at < seconds_ago(settings.queue.retention_hours * 3600)).execute()
     Token.delete().where(Token.expires < utcnow()).execute()
+    audit.prune(settings.admin.audit_retention_days)
     return len(ids)
 
 

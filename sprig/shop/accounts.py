@@ -14,6 +14,7 @@ from peewee import IntegrityError, fn
 from pydantic import AfterValidator, BeforeValidator, StrictStr, WithJsonSchema
 
 from models import Token, User, database, utcnow
+from sprig.shop import audit
 from sprig.web.envelope import ApiError
 from sprig.web.inputs import Input, validated
 
@@ -192,3 +193,36 @@ def save_admin(username: str, password: str, mobile: str | None = None, role: st
         if not created:  # a new password signs out every old session
             Token.delete().where(Token.user == user).execute()
     return created
+
+
+# What staff do to accounts ----------------------------------------------------------------------
+
+class Refused(Exception):
+    """Staff may not make this change; str() says why."""
+
+
+def change_account(user: User, actor: User, role: str | None = None, is_active: bool | None = None,
+                   password: str | None = None) -> dict:
+    """An admin changes an account: its role, whether it may sign in, its password. A disabled
+    account and a new password sign out every session of the account at once. Returns the
+    changes made, as audited.
+
+    :raise Refused: an admin would lock themselves out (their own role or account).
+    """
+    values = {name: value for name, value in (('role', role), ('is_active', is_active)) if value is not None}
+    if user.id == actor.id and (values.get('role', 'admin') != 'admin' or values.get('is_active') is False):
+        raise Refused('you cannot take away your own admin rights or disable your own account')
+    if password is not None:
+        values['password_hash'] = hash_password(password)
+    changes = audit.diff(user, values)
+    action = {True: 'enable', False: 'disable'}.get(changes.get('is_active', [None, None])[1], 'change')
+    with database.atomic():
+        if changes:
+            User.update(**values).where(User.id == user.id).execute()
+        if 'password_hash' in changes or values.get('is_active') is False:
+            Token.delete().where(Token.user == user.id).execute()
+        if changes:
+            audit.record(actor, action, user, changes)
+    for name, value in values.items():
+        setattr(user, name, value)
+    return changes

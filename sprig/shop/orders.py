@@ -9,8 +9,8 @@ import secrets
 
 from peewee import IntegrityError
 
-from models import Course, Enrolment, Order, SeckillItem, database, utcnow
-from sprig.shop import seckill
+from models import Course, Enrolment, Order, SeckillItem, User, database, utcnow
+from sprig.shop import audit, seckill
 
 
 class Refused(Exception):
@@ -67,8 +67,9 @@ def pay(order: Order) -> str | None:
     return None if paid else 'this order has expired'
 
 
-def cancel_if_unpaid(order_id: int) -> bool:
-    """Cancel a pending order, and put a sale's unit back on sale; False if it was paid or cancelled."""
+def cancel_if_unpaid(order_id: int, actor: User | None = None) -> bool:
+    """Cancel a pending order, and put a sale's unit back on sale; False if it was paid or cancelled.
+    actor: the staff member who cancelled it (audited), or None for the payment timeout."""
     with database.atomic():
         order = Order.get_or_none(Order.id == order_id)
         cancelled = order is not None and (
@@ -76,9 +77,24 @@ def cancel_if_unpaid(order_id: int) -> bool:
             .where((Order.id == order_id) & (Order.status == 'pending_payment')).execute())
         if cancelled and order.item_id:
             SeckillItem.update(stock_left=SeckillItem.stock_left + 1).where(SeckillItem.id == order.item_id).execute()
+        if cancelled:
+            audit.record(actor, 'cancel', order, {'status': ['pending_payment', 'cancelled']})
     if cancelled and order.item_id:
         seckill.release(order.item_id, order.user_id)
     return bool(cancelled)
+
+
+def refund(order: Order, actor: User) -> bool:
+    """Mark a paid order refunded (the money goes back through the provider, outside the shop):
+    the buyer no longer follows the course and may buy it again. False if it was not paid."""
+    with database.atomic():
+        refunded = (Order.update(status='refunded', live=None)
+                    .where((Order.id == order.id) & (Order.status == 'paid')).execute())
+        if refunded:
+            Enrolment.delete().where((Enrolment.user == order.user_id)
+                                     & (Enrolment.course == course_of(order))).execute()
+            audit.record(actor, 'refund', order, {'status': ['paid', 'refunded']})
+    return bool(refunded)
 
 
 def cancel_expired(limit: int = 500) -> int:

@@ -28,7 +28,7 @@ from sprig.cache.store import cache
 from sprig.db.prepared import first, prepared
 from sprig.queue import records
 from sprig.settings import Settings
-from sprig.shop import keys
+from sprig.shop import audit, keys
 from sprig.shop.content import stale
 
 if TYPE_CHECKING:
@@ -230,26 +230,31 @@ def press_result(task_id: str, user_id: int, huey: 'SprigHuey') -> dict | None:
 # Admin ----------------------------------------------------------------------------------------
 
 def open_sale(course_id: int, price: Decimal, stock_total: int, starts_at: datetime.datetime,
-              ends_at: datetime.datetime) -> SeckillItem:
+              ends_at: datetime.datetime, actor: User | None = None) -> SeckillItem:
     """A new flash sale (times naive UTC); the lists that show sales are dropped from the cache."""
+    values = {'course': course_id, 'price': price, 'stock_total': stock_total, 'starts_at': starts_at,
+              'ends_at': ends_at}
     with writing(stale(SeckillItem())):
-        item = SeckillItem.create(course=course_id, price=price, stock_total=stock_total, stock_left=stock_total,
-                                  starts_at=starts_at, ends_at=ends_at)
+        item = SeckillItem.create(stock_left=stock_total, **values)
+        audit.record(actor, 'create', item, audit.diff(SeckillItem(), values))
     aside.drop(keys=[keys.sale(item.id)])  # a probe may have cached "no such sale"
     return item
 
 
 def change_sale(item: SeckillItem, course_id: int, price: Decimal, stock_total: int,
-                starts_at: datetime.datetime, ends_at: datetime.datetime) -> bool:
+                starts_at: datetime.datetime, ends_at: datetime.datetime, actor: User | None = None) -> bool:
     """Change a sale; a new stock_total moves stock_left and the shared counter by the
     difference. False, and nothing changed, when stock_total is below the units already sold."""
     change = stock_total - item.stock_total
     # The difference is taken from the row as it is when updated, not as it was read.
     left = SeckillItem.stock_left + stock_total - SeckillItem.stock_total
+    values = {'course': course_id, 'price': price, 'stock_total': stock_total, 'starts_at': starts_at,
+              'ends_at': ends_at}
     with writing(stale(item)):
-        updated = (SeckillItem.update(course=course_id, price=price, stock_total=stock_total,
-                                      starts_at=starts_at, ends_at=ends_at, stock_left=left)
+        updated = (SeckillItem.update(stock_left=left, **values)
                    .where((SeckillItem.id == item.id) & (left >= 0)).execute())
+        if updated:
+            audit.record(actor, 'change', item, audit.diff(item, values))
     if updated and change:
         cache.adjust(counter_key(item.id), change)  # none yet: the next press counts
     return bool(updated)

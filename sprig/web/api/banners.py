@@ -4,9 +4,10 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 import tasks
-from models import Banner
+from models import Banner, User
 from sprig.settings import Settings
 from sprig.shop import banners, content
+from sprig.web.api.catalogue import declare_bulk
 from sprig.web.envelope import cached_ok, ok
 from sprig.web.inputs import Change, Image, Input, Line, Link, Orders
 from sprig.web.routing import Routes, get_or_404
@@ -51,34 +52,37 @@ def home_banners(settings: Settings):
     return cached_ok(banners.cached_banners(settings))
 
 
-@ROUTES.get('/api/v1/admin/banners', 'Every banner not deleted', auth='admin')
+@ROUTES.get('/api/v1/admin/banners', 'Every banner not deleted', auth='editor')
 def list_banners() -> dict:
     rows = Banner.live().order_by(Banner.orders, Banner.id)
     return ok(result=[admin_view(banner) for banner in rows])
 
 
-@ROUTES.post('/api/v1/admin/banners', 'Add a banner', auth='admin', body=NewBanner, statuses=(201,))
-def create_banner(body: NewBanner) -> dict:
+@ROUTES.post('/api/v1/admin/banners', 'Add a banner', auth='editor', body=NewBanner, statuses=(201,))
+def create_banner(body: NewBanner, user: User) -> dict:
     banner = Banner()
-    content.save(banner, body.model_dump())
+    content.save(banner, body.model_dump(), user)
     return ok('created', status=201, result=admin_view(banner))
 
 
-@ROUTES.patch('/api/v1/admin/banners/<banner_id:int>', 'Change a banner', auth='admin', body=BannerChange,
+@ROUTES.patch('/api/v1/admin/banners/<banner_id:int>', 'Change a banner', auth='editor', body=BannerChange,
               statuses=(404,))
-def change_banner(banner_id: int, body: BannerChange) -> dict:
+def change_banner(banner_id: int, body: BannerChange, user: User) -> dict:
     banner = live_banner(banner_id)
-    content.save(banner, body.model_dump(exclude_unset=True))
+    content.save(banner, body.model_dump(exclude_unset=True), user)
     return ok(result=admin_view(banner))
 
 
-@ROUTES.delete('/api/v1/admin/banners/<banner_id:int>', 'Hide a banner for good (soft delete)', auth='admin',
+@ROUTES.delete('/api/v1/admin/banners/<banner_id:int>', 'Hide a banner for good (soft delete)', auth='editor',
                statuses=(404,))
-def delete_banner(banner_id: int) -> dict:
-    content.soft_delete(live_banner(banner_id))
+def delete_banner(banner_id: int, user: User) -> dict:
+    content.soft_delete(live_banner(banner_id), user)
     return ok('deleted')
 
 
-@ROUTES.post('/api/v1/admin/banners/rebuild', 'Queue a rebuild of the cached list', auth='admin', statuses=(202,))
+declare_bulk(ROUTES, '/api/v1/admin/banners', Banner)
+
+
+@ROUTES.post('/api/v1/admin/banners/rebuild', 'Queue a rebuild of the cached list', auth='editor', statuses=(202,))
 def rebuild_banners() -> dict:
     return ok('queued', status=202, task_id=tasks.rebuild_banner_cache().id)

@@ -11,7 +11,7 @@ from playhouse.shortcuts import model_to_dict
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, create_model, model_validator
 from pydantic.fields import FieldInfo
 
-from models import ContentModel, Course, CourseCategory, CourseChapter, CourseSection, Teacher
+from models import ContentModel, Course, CourseCategory, CourseChapter, CourseSection, Teacher, User
 from sprig.settings import Settings
 from sprig.shop import catalogue, content
 from sprig.web.envelope import ApiError, cached_ok, ok
@@ -171,51 +171,70 @@ def list_rows(table: Table, query: AdminPage) -> dict:
     return ok(result=[model_to_dict(row, recurse=False) for row in rows])
 
 
-def save(row: ContentModel, values: dict) -> None:
+def save(row: ContentModel, values: dict, actor: User) -> None:
     """content.save. :raise ApiError 409: a unique column (a category's name) is taken."""
     try:
-        content.save(row, values)
+        content.save(row, values, actor)
     except IntegrityError:
         raise ApiError(409, 'conflicts with an existing row', errors={'name': 'already taken'}) from None
 
 
-def create_row(table: Table, body: Input) -> dict:
+def create_row(table: Table, body: Input, user: User) -> dict:
     values = body.model_dump()
     check_references(table, values)
     row = table.model()
-    save(row, values)
+    save(row, values, user)
     return ok('created', status=201, result=model_to_dict(row, recurse=False))
 
 
-def change_row(table: Table, row_id: int, body: Input) -> dict:
+def change_row(table: Table, row_id: int, body: Input, user: User) -> dict:
     """The fields given change; the row is validated whole, as a creation would be."""
     row = live_row(table, row_id)
     stored = {field: row.__data__.get(field) for field in table.schema.model_fields}
     values = validated(table.schema, stored | body.model_dump(exclude_unset=True)).model_dump()
     check_references(table, values)
-    save(row, values)
+    save(row, values, user)
     return ok(result=model_to_dict(row, recurse=False))
 
 
-def delete_row(table: Table, row_id: int) -> dict:
+def delete_row(table: Table, row_id: int, user: User) -> dict:
     """A soft delete: hidden everywhere, the row (and what hangs from it) stays."""
-    content.soft_delete(live_row(table, row_id))
+    content.soft_delete(live_row(table, row_id), user)
     return ok('deleted')
 
 
+class Bulk(Input):
+    ids: Annotated[list[Id], Field(min_length=1, max_length=500)]
+    action: Literal[tuple(content.BULK)]
+
+
+def bulk_rows(model: type[ContentModel], body: Bulk, user: User) -> dict:
+    """One action on many rows, deleted ones included (to restore them); each row is saved, and
+    audited, as a single change would be."""
+    changed = content.bulk(list(model.select().where(model.id.in_(body.ids))), body.action, user)
+    return ok(f'{changed} changed', changed=changed)
+
+
 def declare_tables() -> None:
-    """Four routes for each of the five tables, each declared with its own body models."""
+    """Five routes for each of the five tables, each declared with its own body models."""
     for name, table in TABLES.items():
         noun, rows, row = table.model.__name__, f'/api/v1/admin/{name}', f'/api/v1/admin/{name}/<row_id:int>'
         fixed = {'table': table}
-        ROUTES.add('GET', rows, list_rows, f'{noun} rows not deleted, hidden ones too, 100 a page', auth='admin',
+        ROUTES.add('GET', rows, list_rows, f'{noun} rows not deleted, hidden ones too, 100 a page', auth='editor',
                    query=AdminPage, fixed=fixed)
-        ROUTES.add('POST', rows, create_row, f'Add a {noun}', auth='admin', body=table.schema, statuses=(201, 409),
+        ROUTES.add('POST', rows, create_row, f'Add a {noun}', auth='editor', body=table.schema, statuses=(201, 409),
                    fixed=fixed)
-        ROUTES.add('PATCH', row, change_row, f'Change a {noun}: only the fields given', auth='admin',
+        ROUTES.add('PATCH', row, change_row, f'Change a {noun}: only the fields given', auth='editor',
                    body=table.change, statuses=(404, 409), fixed=fixed)
-        ROUTES.add('DELETE', row, delete_row, f'Hide a {noun} for good (soft delete)', auth='admin',
+        ROUTES.add('DELETE', row, delete_row, f'Hide a {noun} for good (soft delete)', auth='editor',
                    statuses=(404,), fixed=fixed)
+        declare_bulk(ROUTES, rows, table.model)
+
+
+def declare_bulk(routes: Routes, rows: str, model: type[ContentModel]) -> None:
+    """POST {rows}/bulk for a content table (the banners' module declares its own with it)."""
+    routes.add('POST', f'{rows}/bulk', bulk_rows, f'Show, hide, delete or restore {model.__name__} rows',
+               auth='editor', body=Bulk, fixed={'model': model})
 
 
 declare_tables()

@@ -2,6 +2,7 @@
 provider's signed notices), buying a course or starting a free one, my courses."""
 from typing import Annotated
 
+from peewee import ModelSelect
 from pydantic import Field
 
 import tasks
@@ -10,6 +11,7 @@ from sprig.settings import Settings
 from sprig.shop import orders, payments
 from sprig.web.envelope import ApiError, ok
 from sprig.web.inputs import Input
+from sprig.web.listing import ListQuery, api_page, paged, searched, sorted_by
 from sprig.web.routing import Routes, get_or_404
 
 ROUTES = Routes()
@@ -41,6 +43,53 @@ def refused(exc: Exception) -> ApiError:
 def course_or_404(course_id: int) -> Course:
     return get_or_404(Course.shown(), Course.id == course_id, Course.status == 'online',
                       missing=f'no course {course_id}')
+
+
+ORDER_SORTS = {'id': Order.id, 'created_at': Order.created_at, 'price': Order.price, 'status': Order.status}
+
+
+def staff_view(order: Order) -> dict:
+    return order.public() | {'user': {'id': order.user_id, 'username': order.user.username}}
+
+
+def orders_of(query: ListQuery) -> tuple[ModelSelect, str]:
+    """The orders a staff list shows: filters status, item (a sale's id) and user (an id); q
+    searches the buyer's username and the task id; sorted. Also the sort applied."""
+    found = searched(Order.select(Order, User).join(User), (User.username, Order.task_id), query.q)
+    if query.filter('status') in Order.STATUSES:
+        found = found.where(Order.status == query.filter('status'))
+    for name in ('item', 'user'):
+        if query.filter(name).isdigit():
+            found = found.where(getattr(Order, name) == int(query.filter(name)))
+    return sorted_by(found, query.sort, ORDER_SORTS, '-id')
+
+
+def any_order(order_id: int) -> Order:
+    return get_or_404(Order.select(), Order.id == order_id, missing=f'no order {order_id}')
+
+
+@ROUTES.get('/api/v1/admin/orders', 'Orders: filters status, item, user; search q; sort; page', auth='admin',
+            query=ListQuery)
+def list_orders(query: ListQuery) -> dict:
+    return ok(**api_page(paged(orders_of(query)[0], query.page), staff_view))
+
+
+@ROUTES.post('/api/v1/admin/orders/<order_id:int>/cancel', 'Cancel a pending order: a sale seat goes back on sale',
+             auth='admin', statuses=(404,))
+def cancel_order(order_id: int, user: User) -> dict:
+    order = any_order(order_id)
+    if not orders.cancel_if_unpaid(order.id, user):
+        raise ApiError(400, f'only a pending order can be cancelled; this one is {order.status.replace("_", " ")}')
+    return ok('cancelled', result=any_order(order_id).public())
+
+
+@ROUTES.post('/api/v1/admin/orders/<order_id:int>/refund', 'Mark a paid order refunded: the buyer leaves the course',
+             auth='admin', statuses=(404,))
+def refund_order(order_id: int, user: User) -> dict:
+    order = any_order(order_id)
+    if not orders.refund(order, user):
+        raise ApiError(400, f'only a paid order can be refunded; this one is {order.status.replace("_", " ")}')
+    return ok('refunded', result=any_order(order_id).public())
 
 
 @ROUTES.get('/api/v1/orders', "The signed-in user's orders", auth='user')

@@ -107,17 +107,17 @@ def press_result(user: User, query: ResultQuery) -> dict:
     return {**answer, 'task_id': query.task_id}
 
 
-@ROUTES.post('/api/v1/admin/seckill/items', 'Open a flash sale', auth='admin', body=NewSale, statuses=(201,))
-def create_sale(body: NewSale, settings: Settings) -> dict:
+@ROUTES.post('/api/v1/admin/seckill/items', 'Open a flash sale', auth='editor', body=NewSale, statuses=(201,))
+def create_sale(body: NewSale, user: User, settings: Settings) -> dict:
     check_course(body.course_id)
     item = seckill.open_sale(body.course_id, body.price, body.stock_total, naive_utc(body.starts_at),
-                             naive_utc(body.ends_at))
+                             naive_utc(body.ends_at), user)
     return ok('created', status=201, result=seckill.with_stock(seckill.sale(item.id, settings), utcnow()))
 
 
-@ROUTES.patch('/api/v1/admin/seckill/items/<item_id:int>', 'Change a flash sale', auth='admin', body=SaleChange,
+@ROUTES.patch('/api/v1/admin/seckill/items/<item_id:int>', 'Change a flash sale', auth='editor', body=SaleChange,
               statuses=(404,))
-def change_sale(item_id: int, body: SaleChange, settings: Settings) -> dict:
+def change_sale(item_id: int, body: SaleChange, user: User, settings: Settings) -> dict:
     """Any of the creation's fields; a new stock_total moves stock_left and the shared counter
     by the difference."""
     item = get_or_404(SeckillItem.select(), SeckillItem.id == item_id, missing=f'no sale {item_id}')
@@ -127,7 +127,7 @@ def change_sale(item_id: int, body: SaleChange, settings: Settings) -> dict:
     sale = validated(NewSale, stored | body.model_dump(exclude_unset=True))
     check_course(sale.course_id)
     if not seckill.change_sale(item, sale.course_id, sale.price, sale.stock_total, naive_utc(sale.starts_at),
-                               naive_utc(sale.ends_at)):
+                               naive_utc(sale.ends_at), user):
         raise ApiError(400, 'stock_total is below the units already sold',
                        errors={'stock_total': f'at least {item.stock_total - item.stock_left} were sold'})
     return ok(result=seckill.with_stock(seckill.sale(item_id, settings), utcnow()))

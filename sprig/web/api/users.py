@@ -42,7 +42,7 @@ class MobileQuery(Input):
 
 class SendCode(Input):
     mobile: Mobile
-    scene: Literal['register', 'login']
+    scene: Literal['register', 'login', 'reset']
 
 
 def repeats(first: str) -> AfterValidator:
@@ -100,7 +100,7 @@ def send_code(body: SendCode, settings: Settings) -> dict:
     registered = User.has_mobile(body.mobile)
     if body.scene == 'register' and registered:
         raise conflict_error({'mobile': 'already registered; sign in instead'})
-    if body.scene == 'login' and not registered:
+    if body.scene in ('login', 'reset') and not registered:
         return refuse('mobile not registered', errors={'mobile': 'no account has this number: register first'})
     # Budgets that only codes really sent spend: a refused request costs the number nothing.
     refuse_when_spent(f'sms-mobile:{body.mobile}', sms.per_mobile_daily, 86400, 'codes to this number today')
@@ -229,6 +229,32 @@ def change_password(user: User, body: PasswordChange, auth: Auth) -> dict:
     User.update(password_hash=hash_password(body.new_password)).where(User.id == user.id).execute()
     Token.delete().where(Token.user == user).execute()
     return ok('password changed', **auth.login(user))  # this session goes on, with a new token
+
+
+class PasswordReset(Input):
+    mobile: Mobile
+    sms_code: SmsCode
+    new_password: Password
+    new_password2: Annotated[StrictStr, repeats('new_password')]
+
+
+@ROUTES.post('/api/v1/user/password/reset', 'Set a new password with a reset code (scene reset); every session '
+             'is signed out', body=PasswordReset, statuses=(429,))
+def reset_password(body: PasswordReset, settings: Settings) -> dict:
+    throttle(f'login:{client_address()}', settings.auth.logins_per_minute, 60, 'attempts')
+    codes = Codes(cache, settings)
+    try:
+        codes.check(body.mobile, 'reset', body.sms_code)
+    except CodeRejected as exc:
+        raise code_error(400, exc) from None
+    user = User.get_or_none(User.mobile == body.mobile)
+    password_hash = hash_password(body.new_password)
+    if user is None or not user.is_active or not codes.consume(body.mobile, 'reset'):
+        raise ApiError(400, 'this code cannot reset a password; request a new one')
+    with database.atomic():
+        User.update(password_hash=password_hash).where(User.id == user.id).execute()
+        Token.delete().where(Token.user == user).execute()
+    return ok('password changed: sign in with it')
 
 
 @ROUTES.post('/api/v1/user/logout/all', 'Sign out everywhere: every token of the account is revoked', auth='user')
