@@ -28,8 +28,8 @@ from sprig.cache.store import CacheError
 from sprig.db.schema import create_tables
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.settings import Settings
-from sprig.web import openapi, pages
-from sprig.web.api import banners, catalogue, health, orders, queue, seckill, staff, users
+from sprig.web import console, openapi, pages
+from sprig.web.api import banners, catalogue, health, orders, queue, seckill, staff, uploads, users
 from sprig.web.auth import Auth
 from sprig.web.envelope import ApiError, to_json
 from sprig.web.routing import RoutePlugin, mount
@@ -41,7 +41,7 @@ REQUEST_ID = re.compile(r'^[A-Za-z0-9._-]{1,64}$')
 # (os.urandom was 4% of a cached read's time); an id is a name, never a secret.
 ID_PREFIX, ID_COUNT = secrets.token_hex(4), itertools.count(1)
 # Every route module, in mounting order; the OpenAPI document lists their /api/v1/ routes.
-ROUTE_MODULES = (health, users, staff, queue, banners, catalogue, seckill, orders, pages, openapi)
+ROUTE_MODULES = (health, users, staff, queue, banners, catalogue, seckill, orders, uploads, console, pages, openapi)
 
 
 def create_app(settings: Settings) -> Bottle:
@@ -58,7 +58,8 @@ def create_app(settings: Settings) -> Bottle:
     app.install(JSONPlugin(json_dumps=to_json))
     app.install(RoutePlugin(settings, auth, functools.partial(pages.render_page, env, auth)))
     app.default_error_handler = functools.partial(render_error, env, auth, settings.app.debug)
-    app.add_hook('before_request', functools.partial(start_request, settings.app.max_body_kb * 1024))
+    app.add_hook('before_request', functools.partial(start_request, settings.app.max_body_kb * 1024,
+                                                     uploads.body_limit(settings)))
     app.add_hook('after_request',
                  functools.partial(finish_request, security_headers(settings), settings.app.access_log))
     for module in ROUTE_MODULES:
@@ -76,13 +77,15 @@ def make_app() -> Bottle:
     return app
 
 
-def start_request(limit: int) -> None:
+def start_request(limit: int, upload_limit: int) -> None:
     given = request.get_header('X-Request-ID', '')
     own = f'{ID_PREFIX}{next(ID_COUNT) & 0xffffffff:08x}'
     request.environ['sprig.request_id'] = given if REQUEST_ID.match(given) else own
     request.environ['sprig.started'] = time.perf_counter()
     # The declared length is refused before anything reads the body; envelope.json_body also
-    # stops reading at the limit for bodies sent without one.
+    # stops reading at the limit for bodies sent without one. Only the upload route takes files.
+    if request.path == uploads.PATH:
+        limit = max(limit, upload_limit)
     if request.content_length > limit:
         raise ApiError(413, f'request body too large (limit {limit // 1024} KB)')
 

@@ -22,10 +22,11 @@ def plain(value: Any) -> Any:
 
 
 def diff(row: Model, values: dict) -> dict[str, list]:
-    """{field: [before, after]} for the fields of values that change row (call before setting them)."""
+    """{field: [before, after]} for the fields of values that change row (call before setting
+    them); before is None for a row not yet saved."""
     changed = {}
     for name, after in values.items():
-        before = row.__data__.get(name)
+        before = row.__data__.get(name) if row.get_id() is not None else None
         if plain(before) != plain(after):
             changed[name] = ['***', '***'] if name in HIDDEN else [plain(before), plain(after)]
     return changed

@@ -18,10 +18,11 @@ from PIL import Image, ImageOps
 from sprig.settings import Settings
 
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo; more is a decompression bomb, not a banner
-# The formats decoded at all, and what each is stored as. Pillow's other readers are never given
-# an upload: some are rarely exercised, and EPS would run Ghostscript.
+# The only formats decoded at all: Pillow's other readers are never given an upload (some are
+# rarely exercised, and EPS would run Ghostscript).
+READ = ('PNG', 'JPEG', 'GIF', 'WEBP')
+# What each is stored as. The JPEG reader gives MPO for a camera's JPEG with a second picture.
 STORED_AS = {'PNG': 'PNG', 'GIF': 'PNG', 'JPEG': 'JPEG', 'MPO': 'JPEG', 'WEBP': 'WEBP'}
-READ = tuple(STORED_AS)  # Image.open takes a list or tuple
 # What Pillow raises for input it cannot read: the list its own fuzzing tests accept (anything
 # else is a bug, in Pillow or here, and should be a logged 500, not a polite refusal).
 UNREADABLE = (OSError, SyntaxError, ValueError, MemoryError, NotImplementedError)

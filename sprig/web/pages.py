@@ -10,9 +10,7 @@ from bottle import redirect, request, static_file
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ConfigDict, Field
 
-import tasks
 from models import Course, Order, User, utcnow
-from sprig.queue.dashboard import RETRYABLE, REVOCABLE, STATES
 from sprig.settings import PROJECT_DIR, Settings
 from sprig.shop import banners, catalogue, orders, seckill
 from sprig.web.auth import Auth
@@ -35,6 +33,7 @@ def create_env(settings: Settings) -> Environment:
     env = Environment(loader=FileSystemLoader(VIEWS), autoescape=select_autoescape(default=True),
                       auto_reload=settings.app.debug)
     env.globals['site'] = {'base_url': settings.app.public_url}
+    env.globals['request'] = request  # Bottle's: the current request in each thread
     zone = zoneinfo.ZoneInfo(settings.app.timezone)
     env.filters['localtime'] = lambda text: (datetime.datetime.fromisoformat(text).astimezone(zone)
                                              .strftime('%Y-%m-%d %H:%M %Z'))
@@ -85,13 +84,6 @@ def guest_page(template: str, auth: Auth, render: Render) -> str:
 
 ROUTES.add('GET', '/login', guest_page, fixed={'template': 'login.html'})
 ROUTES.add('GET', '/register', guest_page, fixed={'template': 'register.html'})
-
-
-@ROUTES.get('/admin/tasks', auth='admin')
-def admin_tasks(render: Render) -> str:
-    # The page fills itself from the admin API; these only set up its filters and buttons.
-    return render('admin_tasks.html', states=STATES, names=sorted(tasks.huey.infos),
-                  retryable=RETRYABLE, revocable=REVOCABLE)
 
 
 @ROUTES.get('/courses/<kind:re:free|actual|light>', query=catalogue.CourseQuery)

@@ -216,7 +216,7 @@ def test_login_code_for_an_unregistered_mobile_is_101(client):
         'code': 101, 'msg': 'mobile not registered', 'errors': {'mobile': 'no account has this number: register first'}}
 
 
-@pytest.mark.parametrize('body', [{'mobile': MOBILE}, {'mobile': MOBILE, 'scene': 'reset'}, {'scene': 'login'}])
+@pytest.mark.parametrize('body', [{'mobile': MOBILE}, {'mobile': MOBILE, 'scene': 'signup'}, {'scene': 'login'}])
 def test_send_code_validation(client, body):
     assert client.post_json('/api/v1/user/sms', body, status=400).json['code'] == 400
 
