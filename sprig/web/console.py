@@ -237,8 +237,10 @@ def order_list(query: ListQuery, settings: Settings, render: Render) -> str:
     columns = [('id', 'id'), ('', 'buyer'), ('', 'for'), ('price', 'price'), ('status', 'status'),
                ('created_at', 'created')]
     states = {'': 'any state'} | {status: status.replace('_', ' ') for status in Order.STATUSES}
-    return listing(render, settings, 'Orders', query, page, sort, columns, rows, filters=[('status', 'State', states)],
-                   sortable=tuple(order_api.ORDER_SORTS), kept=('item', 'user'))
+    sales = {'': 'any sale'} | {str(item.id): f'#{item.id} {item.course.name}' for item in
+                                SeckillItem.select(SeckillItem, Course).join(Course).order_by(SeckillItem.id.desc())}
+    return listing(render, settings, 'Orders', query, page, sort, columns, rows, sortable=tuple(order_api.ORDER_SORTS),
+                   filters=[('status', 'State', states), ('item', 'Sale', sales)], kept=('user',))
 
 
 def task_history(order: Order) -> list[TaskRecord]:

@@ -13,7 +13,7 @@ from bottle import Bottle, request
 from pydantic import BaseModel
 
 from sprig.settings import Settings
-from sprig.web.auth import SAFE_METHODS
+from sprig.web.auth import ROLES_OF, SAFE_METHODS
 from sprig.web.routing import Route, Routes
 
 ROUTES = Routes()
@@ -64,12 +64,12 @@ def query_parameters(model: type[BaseModel] | None, schemas: dict) -> list[dict]
 
 
 def refusals(doc: Route) -> set[int]:
-    """What the sign-in a route requires may answer: 401 without it, 403 for a non-admin on an
-    admin route, and 403 for a write signed by the cookie but sent from another site."""
+    """What the sign-in a route requires may answer: 401 without it, 403 for someone not of a
+    role a staff route admits, and 403 for a write signed by the cookie but sent from another site."""
     if doc.auth == 'public':
         return set()
     cross_site = doc.method not in SAFE_METHODS
-    return {401} | ({403} if doc.auth == 'admin' or cross_site else set())
+    return {401} | ({403} if doc.auth in ROLES_OF or cross_site else set())
 
 
 def operation(doc: Route, parameters: list[dict], schemas: dict) -> dict:

@@ -34,7 +34,8 @@ def test_every_route_is_declared_on_a_module_level_function(app):
 def test_sign_in_is_documented_as_it_is_enforced_for_every_route(app, client):
     with database.connection_context():
         User.create(username='plain_user', password_hash=hash_password('password 1'))
-    plain = bearer(client, 'plain_user', 'password 1')
+        User.create(username='editor_1', password_hash=hash_password('password 1'), role='editor')
+    plain, editor = bearer(client, 'plain_user', 'password 1'), bearer(client, 'editor_1', 'password 1')
     spec = client.get('/api/v1/openapi.json').json
     checked = 0
     for route, declared in declared_routes(app):
@@ -49,11 +50,29 @@ def test_sign_in_is_documented_as_it_is_enforced_for_every_route(app, client):
         assert operation['security'] and '401' in operation['responses'], route.rule
         call = getattr(client, route.method.lower())
         assert call(concrete(route.rule), status=401).json['code'] == 401, route.rule
-        if declared.auth == 'admin':
+        if declared.auth in ('editor', 'admin'):
             assert '403' in operation['responses'], route.rule
-            assert call(concrete(route.rule), headers=plain, status=403).json['msg'] == 'admins only'
+            refused = call(concrete(route.rule), headers=plain, status=403).json['msg']
+            assert refused == ('admins only' if declared.auth == 'admin' else 'editors and admins only')
+        if declared.auth == 'admin':
+            assert call(concrete(route.rule), headers=editor, status=403).json['msg'] == 'admins only'
         checked += 1
     assert checked >= 20  # the admin routes of five tables alone are 20
+
+
+def test_every_console_page_checks_its_role(app, client):
+    with database.connection_context():
+        User.create(username='plain_user', password_hash=hash_password('password 1'))
+        User.create(username='editor_1', password_hash=hash_password('password 1'), role='editor')
+    plain, editor = bearer(client, 'plain_user', 'password 1'), bearer(client, 'editor_1', 'password 1')
+    pages = [(route, declared) for route, declared in declared_routes(app) if route.rule.startswith('/admin')]
+    assert len(pages) >= 20
+    for route, declared in pages:
+        assert declared.auth in ('editor', 'admin'), route.rule
+        path = concrete(route.rule)
+        assert '/login?next=' in client.get(path, status=302).headers['Location']
+        client.get(path, headers=plain, status=403)
+        client.get(path, headers=editor, status=403 if declared.auth == 'admin' else (200, 404))
 
 
 def test_a_page_that_needs_an_admin_sends_visitors_to_sign_in_and_refuses_users(app, client):
