@@ -190,16 +190,28 @@ def login(body: Login, settings: Settings, auth: Auth) -> dict:
     return ok('signed in', **auth.login(user))
 
 
-@ROUTES.post('/api/v1/user/login/sms', 'Sign in with an SMS code', body=SmsLogin, statuses=(401, 429))
-def login_by_code(body: SmsLogin, settings: Settings, auth: Auth) -> dict:
+def redeemed(settings: Settings, mobile: str, scene: str, code: str, status: int) -> User | None:
+    """The active account of mobile when code is its live code for scene, which is spent now;
+    None when the code was right but no active account can use it.
+
+    :raise ApiError status: a wrong, expired or exhausted code; 429: too many attempts here.
+    """
     throttle(f'login:{client_address()}', settings.auth.logins_per_minute, 60, 'sign-in attempts')
     codes = Codes(cache, settings)
     try:
-        codes.check(body.mobile, 'login', body.sms_code)
+        codes.check(mobile, scene, code)
     except CodeRejected as exc:
-        raise code_error(401, exc) from None
-    user = User.get_or_none(User.mobile == body.mobile)
-    if user is None or not user.is_active or not codes.consume(body.mobile, 'login'):
+        raise code_error(status, exc) from None
+    user = User.get_or_none(User.mobile == mobile)
+    if user is None or not user.is_active or not codes.consume(mobile, scene):
+        return None
+    return user
+
+
+@ROUTES.post('/api/v1/user/login/sms', 'Sign in with an SMS code', body=SmsLogin, statuses=(401, 429))
+def login_by_code(body: SmsLogin, settings: Settings, auth: Auth) -> dict:
+    user = redeemed(settings, body.mobile, 'login', body.sms_code, 401)
+    if user is None:
         raise ApiError(401, 'this code cannot sign you in; request a new one')
     return ok('signed in', **auth.login(user))
 
@@ -241,16 +253,10 @@ class PasswordReset(Input):
 @ROUTES.post('/api/v1/user/password/reset', 'Set a new password with a reset code (scene reset); every session '
              'is signed out', body=PasswordReset, statuses=(429,))
 def reset_password(body: PasswordReset, settings: Settings) -> dict:
-    throttle(f'login:{client_address()}', settings.auth.logins_per_minute, 60, 'attempts')
-    codes = Codes(cache, settings)
-    try:
-        codes.check(body.mobile, 'reset', body.sms_code)
-    except CodeRejected as exc:
-        raise code_error(400, exc) from None
-    user = User.get_or_none(User.mobile == body.mobile)
-    password_hash = hash_password(body.new_password)
-    if user is None or not user.is_active or not codes.consume(body.mobile, 'reset'):
+    user = redeemed(settings, body.mobile, 'reset', body.sms_code, 400)
+    if user is None:
         raise ApiError(400, 'this code cannot reset a password; request a new one')
+    password_hash = hash_password(body.new_password)
     with database.atomic():
         User.update(password_hash=password_hash).where(User.id == user.id).execute()
         Token.delete().where(Token.user == user).execute()
