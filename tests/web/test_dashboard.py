@@ -62,7 +62,7 @@ def test_the_dashboard_is_for_admins_only(context, site, shared):
     assert page.url == site + '/login?next=/admin/tasks%3Fstate%3Dfailed'  # filters included
     page.goto(site + '/login')
     sign_in(page, site, MEMBER, MEMBER_PASSWORD, '/')
-    expect(page.locator('.nav a[href="/admin/tasks"]')).to_have_count(0)  # no link to the dashboard
+    expect(page.locator('.nav a[href="/admin"]')).to_have_count(0)  # no link to the console
 
     reply = page.goto(site + '/admin/tasks')
     assert reply.status == 403
@@ -80,7 +80,7 @@ def test_an_admin_retries_a_failed_task(context, site, shared):
     page.wait_for_url(site + '/login?next=/admin/tasks')
     sign_in(page, site, ADMIN, ADMIN_PASSWORD, '/admin/tasks')
     assert page.title() == 'Tasks · Sprig'
-    expect(page.locator('.nav a[href="/admin/tasks"]')).to_have_text('Tasks')
+    expect(page.locator('.console-nav a[href="/admin/tasks"]')).to_have_text('Tasks')
 
     # The failed run, its error, a Retry button; the panels around it filled in.
     row = page.locator(f'[data-body="tasks"] tr[data-id="{failed.id}"]')
