@@ -24,8 +24,10 @@ from jinja2 import Environment
 
 import tasks
 from models import database
+from sprig import logs
 from sprig.cache.store import CacheError
 from sprig.db.schema import create_tables
+from sprig.metrics import metrics
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.settings import Settings
 from sprig.web import console, openapi, pages
@@ -82,6 +84,7 @@ def start_request(limit: int, upload_limit: int) -> None:
     own = f'{ID_PREFIX}{next(ID_COUNT) & 0xffffffff:08x}'
     request.environ['sprig.request_id'] = given if REQUEST_ID.match(given) else own
     request.environ['sprig.started'] = time.perf_counter()
+    logs.begin(request_id=request.environ['sprig.request_id'])  # its log lines and the tasks it enqueues
     # The declared length is refused before anything reads the body; envelope.json_body also
     # stops reading at the limit for bodies sent without one. Only the upload route takes files.
     if request.path == uploads.PATH:
@@ -117,10 +120,23 @@ def finish_request(headers: dict[str, str], log: bool) -> None:
         response.set_header(name, value)
     request_id = request.environ.get('sprig.request_id', '-')
     response.set_header('X-Request-ID', request_id)
+    if metrics.on:
+        elapsed = time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())
+        metrics.request(route_of(request.environ), request.method, response.status_code, elapsed)
     if log and access_log.isEnabledFor(logging.INFO):  # the line's parts cost more than the check
         elapsed = (time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())) * 1000
+        user = request.environ.get('sprig.user')
         access_log.info('%s %s %s %.1fms id=%s', request.method, printable(request.fullpath),
-                        response.status_code, elapsed, request_id)
+                        response.status_code, elapsed, request_id, extra={
+                            'route': route_of(request.environ), 'method': request.method,
+                            'status': response.status_code, 'duration_ms': round(elapsed, 2),
+                            'user_id': user.id if user else None})
+
+
+def route_of(environ: dict) -> str:
+    """The template of the route that answered (/api/v1/courses/<course_id:int>), or 'unmatched'."""
+    route = environ.get('bottle.route')
+    return route.rule if route is not None else 'unmatched'
 
 
 def printable(text: str) -> str:
@@ -182,7 +198,7 @@ def render_error(env: Environment, auth: Auth, debug: bool, err: HTTPError) -> s
     if err.status_code >= 500:
         body['request_id'] = request.environ.get('sprig.request_id')
     trace = err.traceback if debug else None
-    if request.path.startswith('/api/'):
+    if request.path.startswith(('/api/', '/metrics')):  # what programs read answers in JSON
         response.content_type = 'application/json'
         return to_json({**body, 'traceback': trace} if trace else body)
     response.content_type = 'text/html; charset=utf-8'

@@ -280,6 +280,11 @@ class TaskRecord(BaseModel):
     error = TextField(null=True)
     result = TextField(null=True)
     requeued = BooleanField(default=False)  # re-enqueued once after its consumer died
+    # Since schema version 4: each transition as a JSON line [state, at, consumer, worker, error],
+    # a failure's traceback, and the request that enqueued the task.
+    events = TextField(default='')
+    traceback = TextField(null=True)
+    request_id = CharField(max_length=64, null=True)
 
     def public(self) -> dict:
         return {field: getattr(self, field) for field in (

@@ -20,6 +20,7 @@ from sprig.cache import aside
 from sprig.cache.invalidation import second_delete
 from sprig.cache.store import cache, init_cache
 from sprig.db.connection import init_db
+from sprig.metrics import metrics
 from sprig.queue.engine import SprigHuey
 from sprig.queue.records import seconds_ago
 from sprig.queue.storage import QUEUE_ERRORS
@@ -50,9 +51,10 @@ def configure(new: Settings) -> None:
 
 
 def bind_stores(settings: Settings) -> None:
-    """The database and the cache, and the queue's part in invalidation (the second delete)."""
+    """The database, the cache, the metrics, and the queue's part in invalidation (the second delete)."""
     init_db(settings)
     init_cache(settings)
+    metrics.configure(settings)
     second_delete.bind(drop_cached, settings.cache.double_delete_delay / 1000)
 
 

@@ -28,10 +28,13 @@ from huey.exceptions import ResultTimeout
 import app as web
 import models
 import tasks
+from sprig import logs
 from sprig.cache import aside
 from sprig.cache.store import CacheError
 from sprig.db.backup import backup as copy_database
 from sprig.db.schema import MIGRATIONS, create_tables
+from sprig.metrics import metrics
+from sprig.queue import records
 from sprig.queue.consumer import start_embedded_consumer
 from sprig.queue.storage import QUEUE_ERRORS
 from sprig.serving import processes
@@ -56,6 +59,7 @@ def serve(args: argparse.Namespace) -> int:
             prepare_database()
         except peewee.DatabaseError as exc:
             return fail(f'database unavailable ({masked(settings.database.url)}): {exc}')
+        metrics.forget_dead()
     host, port = args.host or settings.app.host, args.port or settings.app.port
     settings = replace(settings, app=replace(settings.app, host=host, port=port))  # public_url follows them
     if count > 1:
@@ -214,5 +218,5 @@ COMMANDS = {'serve': serve, 'initdb': initdb, 'migrate': initdb, 'seed': seed, '
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    logs.configure(tasks.settings.app.log_format, records.request_of)
     return COMMANDS[args.command](args)

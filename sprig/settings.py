@@ -6,6 +6,7 @@ value raises SettingsError with one line that names the key; start-up prints it 
 import configparser
 import contextlib
 import importlib.util
+import ipaddress
 import os
 import secrets
 import zoneinfo
@@ -51,6 +52,7 @@ class AppSettings:
     idle_timeout: int = limits(1)
     min_free_mb: int = limits(0)
     access_log: bool
+    log_format: str
     trusted_proxy: str
     timezone: str
 
@@ -114,6 +116,13 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    token: str = field(repr=False)
+    allow: str
+    directory: Path | None
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     token_ttl: int = limits(60)
     lookups_per_minute: int = limits(0)
@@ -153,6 +162,7 @@ class Settings:
     seckill: SeckillSettings
     payments: PaymentSettings
     admin: AdminSettings
+    metrics: MetricsSettings
 
 
 SECTIONS = {f.name: f.type for f in fields(Settings)}
@@ -285,9 +295,12 @@ def resolve(s: Settings) -> Settings:
                             'use sqlite:/// or redis://')
     check_base_url(s.app.base_url)
     check_timezone(s.app.timezone)
+    if s.app.log_format not in ('text', 'json'):
+        raise SettingsError(f'[app] log_format: {s.app.log_format!r} is not text or json')
     if not s.queue.name.replace('-', '').replace('_', '').isalnum():
         raise SettingsError(f'[queue] name: {s.queue.name!r} may hold only letters, digits, - and _')
     check_sms(s.sms)
+    check_metrics(s.metrics)
     if s.payments.provider not in ('', 'simulated'):
         raise SettingsError(f'[payments] provider: unknown provider {s.payments.provider!r} (use simulated)')
     shared_db = scheme(database) != 'sqlite'
@@ -299,7 +312,18 @@ def resolve(s: Settings) -> Settings:
         queue=replace(s.queue, url=queue),
         cache=replace(s.cache, url=cache),
         admin=replace(s.admin, upload_dir=s.admin.upload_dir or data / 'uploads'),
+        metrics=replace(s.metrics, directory=s.metrics.directory or data / 'metrics'),
     )
+
+
+def check_metrics(m: MetricsSettings) -> None:
+    if m.token and len(m.token) < 16:
+        raise SettingsError('[metrics] token: too short (16 characters or more; empty turns /metrics off)')
+    for part in filter(None, (part.strip() for part in m.allow.split(','))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise SettingsError(f'[metrics] allow: {part!r} is not an address or a network like 10.0.0.0/8') from None
 
 
 def check_timezone(name: str) -> None:

@@ -56,13 +56,14 @@ function clipped(text, className = 'clip') {
 
 function taskRow(task) {
   const actions = el('td', {class: 'actions'});
-  if (retryable.has(task.state)) actions.append(el('button', {type: 'button', 'data-action': 'retry'}, 'Retry'));
+  if (task.retry) actions.append(el('button', {type: 'button', 'data-action': 'retry'}, 'Retry'));
+  else if (retryable.has(task.state)) actions.append(el('span', {class: 'no-retry', title: task.no_retry}, 'no retry'));
   if (revocable.has(task.state)) actions.append(el('button', {type: 'button', 'data-action': 'revoke'}, 'Revoke'));
   const ran = task.started_at && task.finished_at
     ? (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000 : null;
   return el('tr', {'data-id': task.id, 'data-name': task.name, 'data-state': task.state},
     el('td', {}, el('span', {class: `badge state-${task.state}`}, task.state)),
-    el('td', {title: `id ${task.id}`}, task.name),
+    el('td', {title: `id ${task.id}`}, el('a', {href: `/admin/tasks/${encodeURIComponent(task.id)}`}, task.name)),
     el('td', {}, clipped(task.args, 'clip code')),
     timeCell(task.created_at),
     el('td', {class: 'num'}, seconds(ran)),
@@ -120,7 +121,7 @@ function drawPager(list) {
 }
 
 function filtered() {
-  return Boolean(filters.elements.state.value || filters.elements.name.value.trim());
+  return Boolean(filters.elements.state.value || filters.elements.name.value.trim() || filters.elements.q.value.trim());
 }
 
 function note(text, failed = false) {
@@ -139,8 +140,10 @@ function query() {
   const params = new URLSearchParams();
   const state = filters.elements.state.value;
   const name = filters.elements.name.value.trim();
+  const words = filters.elements.q.value.trim();
   if (state) params.set('state', state);
   if (name) params.set('name', name);
+  if (words) params.set('q', words);
   if (page > 1) params.set('page', page);
   return String(params);
 }
@@ -150,6 +153,12 @@ async function load(path) {
   if (answer.code !== 100) throw new Error(answer.msg);
   return answer.result;
 }
+
+// The charts are images drawn by the server; every CHART_MS they are drawn anew.
+const CHART_MS = 30000;
+setInterval(() => {
+  for (const image of root.querySelectorAll('img[data-chart]')) image.src = `${image.src.split('?')[0]}?t=${Date.now()}`;
+}, CHART_MS);
 
 async function refresh() {
   clearTimeout(timer);
@@ -190,6 +199,7 @@ function changed() {
 const start = new URLSearchParams(location.search);
 filters.elements.state.value = start.get('state') || '';
 filters.elements.name.value = start.get('name') || '';
+filters.elements.q.value = start.get('q') || '';
 page = Math.max(1, Number.parseInt(start.get('page'), 10) || 1);
 
 filters.addEventListener('input', () => {

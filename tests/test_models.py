@@ -62,12 +62,14 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
         TaskRecord.delete().execute()
         task = tasks.ping.s(2.5)
         other, sql = tasks.ping.s(1.0), records.statements()
+        started = records.event(tasks.huey, 'started')
         with database.atomic():
             records.apply([  # as a consumer's writer sees them: another task interleaved
-                records.Start(other, ('started', models.utcnow(), 'h:2:y', other.id)),  # its row not in yet
+                records.Start(other, ('started', models.utcnow(), 'h:2:y', started, other.id)),  # its row not in yet
                 records.hot_update(sql.insert, *records.new_row(tasks.huey, task)),
-                records.Start(task, ('started', models.utcnow(), 'h:1:x', task.id)),
-                records.hot_update(sql.finished, 'succeeded', models.utcnow(), None, '"pong"', task.id),
+                records.Start(task, ('started', models.utcnow(), 'h:1:x', started, task.id)),
+                records.hot_update(sql.finished, 'succeeded', models.utcnow(), None, '"pong"',
+                                   records.event(tasks.huey, 'succeeded'), task.id),
             ], tasks.huey)
             records.apply([records.hot_update(sql.insert, *records.new_row(tasks.huey, other))], tasks.huey)  # late
         record = TaskRecord.get_by_id(task.id)
@@ -75,6 +77,7 @@ def test_task_record_statements_on_every_database(tmp_path, database_url):
     assert (record.state, record.consumer, record.result, record.args) == ('succeeded', 'h:1:x', '"pong"',
                                                                            '{"sent_at": 2.5}')
     assert record.started_at <= record.finished_at and record.requeued is False
+    assert [event['state'] for event in records.timeline(record)] == ['queued', 'started', 'succeeded']
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
 
 

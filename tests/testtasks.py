@@ -90,3 +90,9 @@ def locked() -> str:
 @huey.task(2, 1)  # Huey's positional retries, retry_delay
 def positional() -> None:
     raise RuntimeError('always')
+
+
+@huey.task(secret=('token',))
+def fails_with_secret(token: str) -> None:
+    """Fails, and its argument is a secret its record does not keep: it cannot be retried."""
+    raise PermissionError('the token was refused')

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sprig.cache.store import CacheError, LockTimeout, cache
+from sprig.metrics import metrics
 
 T = TypeVar('T')
 
@@ -45,7 +46,9 @@ def read(key: str, compute: Callable[[], Any], ttl: float, namespace: str | None
     def from_cache() -> Entry:
         full = f'{namespace}:{version(namespace)}:{key}' if namespace else key
         return cached_entry(full) or fill(full, compute, ttl)
-    return or_else(from_cache, lambda: computed(compute, 'bypass'))
+    entry = or_else(from_cache, lambda: computed(compute, 'bypass'))
+    metrics.cache_read(entry.status)
+    return entry
 
 
 def read_near(key: str, compute: Callable[[], Any], ttl: float) -> Entry:
@@ -54,7 +57,9 @@ def read_near(key: str, compute: Callable[[], Any], ttl: float) -> Entry:
     process's change shows here within NEAR_TTL; this process's own at once (drop)."""
     now = time.monotonic()
     entry = cache.near.get(key, now)
-    if entry is None:
+    if entry is not None:
+        metrics.cache_read('hit')
+    else:
         entry = read(key, compute, ttl)
         if entry.status != 'bypass' and entry.value is not None:  # "no such key" stays shared-only
             cache.near.put(key, entry, since=now, until=now + NEAR_TTL)

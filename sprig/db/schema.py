@@ -5,10 +5,10 @@ database's version is how many of them it has had.
 """
 from collections.abc import Callable
 
-from peewee import SQL, CharField, Model, SqliteDatabase
+from peewee import SQL, Model, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
-from models import MODELS, Order, SchemaVersion, User, database
+from models import MODELS, Order, SchemaVersion, TaskRecord, User, database
 from sprig.db.connection import use_wal
 
 
@@ -34,10 +34,18 @@ def create_tables() -> int:
 # while another was creating it (and so stamped it version 0) then runs them harmlessly.
 
 def add_column(migrator: SchemaMigrator, model: type[Model], name: str) -> list:
-    """The field `name`'s column (course_id for a foreign key course), unless it is there."""
+    """The field `name`'s column (course_id for a foreign key course), unless it is there. A
+    NOT NULL column comes with its DEFAULT in one ALTER: Peewee would add it nullable and then make
+    it NOT NULL, which SQLite does by rebuilding the table, and dropping the old user table
+    cascaded to every order and token of its users (found by the migration test)."""
     table, field = model._meta.table_name, model._meta.fields[name]
-    present = {column.name for column in database.get_columns(table)}
-    return [] if field.column_name in present else [migrator.add_column(table, field.column_name, field)]
+    if field.column_name in {column.name for column in database.get_columns(table)}:
+        return []
+    if field.null or field.default is None:
+        return [migrator.add_column(table, field.column_name, field)]
+    column = field.clone()
+    column.constraints = [SQL(f"DEFAULT '{field.default}'")]  # the defaults here are plain text
+    return [migrator.add_column(table, field.column_name, column, allow_not_null=True)]
 
 
 def add_last_login(migrator: SchemaMigrator) -> list:
@@ -62,16 +70,18 @@ def roles(migrator: SchemaMigrator) -> list:
     table = User._meta.table_name
     if 'is_admin' not in {column.name for column in database.get_columns(table)}:
         return []
-    # NOT NULL with its DEFAULT in one ALTER: Peewee would add it nullable and then make it NOT NULL,
-    # which SQLite does by rebuilding the table, and dropping the old user table cascades to
-    # every order and token of its users (found by the migration test).
-    role = CharField(max_length=8, default='user', constraints=[SQL("DEFAULT 'user'")])
-    migrate(migrator.add_column(table, 'role', role, allow_not_null=True))
+    migrate(*add_column(migrator, User, 'role'))
     User.update(role='admin').where(SQL(f'is_admin = {database.param}', (True,))).execute()
     return [migrator.drop_column(table, 'is_admin')]
 
 
-MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login, orders_of_courses, roles]
+def task_events(migrator: SchemaMigrator) -> list:
+    """Task records keep their transitions, a failure's traceback and the enqueuing request."""
+    return [*add_column(migrator, TaskRecord, 'events'), *add_column(migrator, TaskRecord, 'traceback'),
+            *add_column(migrator, TaskRecord, 'request_id')]
+
+
+MIGRATIONS: list[Callable[[SchemaMigrator], list]] = [add_last_login, orders_of_courses, roles, task_events]
 
 
 def upgrade(fresh: bool) -> int:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 from huey.consumer import Consumer, Scheduler
 
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, database, utcnow
+from sprig import logs
 from sprig.db.schema import create_tables
+from sprig.queue import records
 from sprig.queue.records import seconds_ago, update
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class SprigConsumer(Consumer):
         if options.get('shutdown_timeout') is None:
             options['shutdown_timeout'] = huey.settings.queue.shutdown_timeout
         super().__init__(huey, **options)
+        logs.configure(huey.settings.app.log_format, records.request_of)  # huey_consumer's handler too
         huey.consumer_id = f'{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}'
         huey.leader = False
         # Signal -> (restart, graceful): every stop graceful, SIGHUP still Huey's graceful restart.
@@ -270,14 +273,15 @@ def rescue(huey: 'SprigHuey', record: TaskRecord, state: str, reason: str) -> No
     info = huey.infos.get(record.name)
     if info and info.idempotent and not record.requeued and record.payload:
         args, kwargs = json.loads(record.payload)
-        update(record, requeued=True)
+        update(record, requeued=True, events=records.appended(huey, 'requeued', reason))
         again = info.wrapper.s(*args, **kwargs, id=record.id)
         again.seen = True
         huey.enqueue(again)
         log.warning('re-enqueued %s %s: %s', record.name, record.id, reason)
     else:
-        marked = TaskRecord.update(state='lost', finished_at=utcnow(), error=reason
-                                   ).where((TaskRecord.id == record.id) & (TaskRecord.state == state)).execute()
+        marked = (TaskRecord.update(state='lost', finished_at=utcnow(), error=reason,
+                                    events=records.appended(huey, 'lost', reason))
+                  .where((TaskRecord.id == record.id) & (TaskRecord.state == state)).execute())
         log.warning('%s %s lost: %s', record.name, record.id, reason)
         if marked and record.payload:
             huey.call_gone(record.name, *json.loads(record.payload))

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 from peewee import fn
 
 from models import ConsumerBeat, Lease, Schedule, TaskRecord, utcnow
-from sprig.queue.records import TERMINAL, seconds_ago
+from sprig.queue.records import TERMINAL, appended, seconds_ago
 from sprig.web.envelope import ApiError
 
 if TYPE_CHECKING:
@@ -19,16 +19,37 @@ RETRYABLE = ('failed', 'lost', 'expired')
 REVOCABLE = ('queued', 'scheduled', 'retrying')
 
 
-def page_of(query: 'TaskQuery') -> dict:
-    """One page of records, newest first, filtered by state and name."""
+def page_of(huey: 'SprigHuey', query: 'TaskQuery') -> dict:
+    """One page of records, newest first, filtered by state and name, and searched by q: a task
+    id, or a value among the arguments."""
     records = TaskRecord.select()
     if query.state:
         records = records.where(TaskRecord.state == query.state)
     if query.name:
         records = records.where(TaskRecord.name == query.name)
+    if query.q:
+        records = records.where((TaskRecord.id == query.q) | TaskRecord.args.contains(query.q))
     items = records.order_by(TaskRecord.created_at.desc()).paginate(query.page, query.size)
     return {'count': records.count(), 'page': query.page, 'size': query.size,
-            'items': [record.public() for record in items]}
+            'items': [listed(huey, record) for record in items]}
+
+
+def listed(huey: 'SprigHuey', record: TaskRecord) -> dict:
+    """A record as the dashboard lists it: with whether it can run again, and why not."""
+    return record.public() | {'retry': retry_refusal(huey, record) is None and record.state in RETRYABLE,
+                              'no_retry': retry_refusal(huey, record)}
+
+
+def retry_refusal(huey: 'SprigHuey', record: TaskRecord) -> str | None:
+    """Why a task could not run again with its arguments, or None when it could (once ended)."""
+    info = huey.infos.get(record.name)
+    if info is None:
+        return 'no consumer here knows this task any more: its code is gone'
+    if info.secret:
+        return f'its arguments are deliberately not kept ({", ".join(sorted(info.secret))} secret)'
+    if record.payload is None:
+        return 'its arguments could not be kept exactly (they are not plain JSON)'
+    return None
 
 
 def hour_stats() -> list[dict]:
@@ -93,20 +114,20 @@ def run_again(huey: 'SprigHuey', record: TaskRecord) -> str:
 
     :raise ApiError 409: not failed, lost or expired, or its arguments were not kept.
     """
-    info = huey.infos.get(record.name)
     if record.state not in RETRYABLE:
         raise ApiError(409, f'a {record.state} task cannot be retried (only {", ".join(RETRYABLE)})')
-    if info is None or record.payload is None:
-        raise ApiError(409, 'this task cannot run again: its arguments or its code are gone')
+    refusal = retry_refusal(huey, record)
+    if refusal:
+        raise ApiError(409, f'this task cannot run again: {refusal}')
     args, kwargs = json.loads(record.payload)
-    return info.wrapper(*args, **kwargs).id
+    return huey.infos[record.name].wrapper(*args, **kwargs).id
 
 
 def revoke(huey: 'SprigHuey', record: TaskRecord) -> None:
     """:raise ApiError 409: it already started or ended (a running task cannot be stopped)."""
     huey.revoke_by_id(record.id)  # the consumer skips it when it comes up
     # Conditional: a consumer may start it between the read and this write.
-    revoked = (TaskRecord.update(state='revoked', finished_at=utcnow())
+    revoked = (TaskRecord.update(state='revoked', finished_at=utcnow(), events=appended(huey, 'revoked'))
                .where((TaskRecord.id == record.id) & TaskRecord.state.in_(REVOCABLE)).execute())
     if not revoked:
         huey.restore_by_id(record.id)

@@ -36,6 +36,8 @@ from huey import Huey, signals
 from huey.api import Task, TaskWrapper
 from huey.constants import EmptyData
 
+from sprig import logs
+from sprig.metrics import metrics
 from sprig.queue.consumer import SprigConsumer
 from sprig.queue.records import (
     STUB_TTL,
@@ -53,6 +55,11 @@ from sprig.queue.storage import LOST_REPLY_ERRORS, QUEUE_ERRORS, storage_options
 from sprig.settings import Settings
 
 log = logging.getLogger('sprig.engine')
+# How a run ended, by the signal that says so (a failure with retries left counts as retried).
+OUTCOMES = {signals.SIGNAL_COMPLETE: 'succeeded', signals.SIGNAL_ERROR: 'failed', signals.SIGNAL_LOCKED: 'failed',
+            signals.SIGNAL_TIMEOUT: 'failed', signals.SIGNAL_RATE_LIMITED: 'failed',
+            signals.SIGNAL_REVOKED: 'revoked', signals.SIGNAL_CANCELED: 'revoked', signals.SIGNAL_EXPIRED: 'expired',
+            signals.SIGNAL_INTERRUPTED: 'interrupted'}
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class SprigHuey(Huey):
         self.running = threading.local()  # .task: the task this worker thread is executing
         self.writer = RecordWriter(self)
         self.signal()(self.record_signal)
+        self.signal()(self.count_signal)
         self.signal(signals.SIGNAL_REVOKED, signals.SIGNAL_CANCELED, signals.SIGNAL_EXPIRED)(self.on_dropped)
         self.post_execute()(self.record_result)
 
@@ -133,6 +141,14 @@ class SprigHuey(Huey):
         move = TRANSITIONS.get(signal)
         if move is not None and self.tracking:
             move(self, task, *args)
+
+    def count_signal(self, signal: str, task: Task, *args) -> None:
+        """Signal receiver: a run's end counted in the metrics, by its outcome."""
+        outcome = OUTCOMES.get(signal)
+        if outcome is not None:
+            if outcome == 'failed' and task.retries:
+                outcome = 'retried'
+            metrics.task(task.name, outcome)
 
     @property
     def tracking(self) -> bool:
@@ -210,10 +226,13 @@ class SprigHuey(Huey):
 
     def _execute(self, task, timestamp):
         outer, self.running.task = getattr(self.running, 'task', None), task  # from here its body runs
+        started = time.perf_counter()
         try:
-            return super()._execute(task, timestamp)
+            with logs.working_on(task_id=task.id, task=task.name, consumer=self.consumer_id):
+                return super()._execute(task, timestamp)
         finally:
             self.running.task = outer  # a task run inside another (immediate mode)
+            metrics.task_time(task.name, time.perf_counter() - started)
 
     def delete(self, key):
         """Huey's delete. Huey clears a running task's revoke flag right after the task ran, before

@@ -14,6 +14,7 @@ import reprlib
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from huey.api import Task
 from peewee import Case
 
 from models import TaskRecord, database, utcnow
+from sprig import logs
 from sprig.db.prepared import first, prepared
 
 if TYPE_CHECKING:
@@ -156,9 +158,10 @@ def execute_runs(runs: dict[str, list[tuple]], starts: list[Start], huey: 'Sprig
         insert_rows(cursor, runs.pop(sql.insert))
     started, whole, finishes = paired(starts, runs.pop(sql.finished, []))
     if starts and update_rows(cursor, (sql.started, started), (sql.whole, whole)) != len(starts):
-        # Some rows are still in their producer's batch: insert them here, then update again.
+        # Some rows are still in their producer's batch: insert them here, then update those
+        # alone (the others have their start already: appending its event twice would show it twice).
         insert_rows(cursor, [new_row(huey, start.task, 'started') for start in starts])
-        update_rows(cursor, (sql.started, started), (sql.whole, whole))
+        update_rows(cursor, (only_new(sql.started), started), (only_new(sql.whole), whole))
     for text, params in (*runs.items(), (sql.finished, finishes)):  # the other finishes
         if params:
             cursor.executemany(text, params)
@@ -169,14 +172,19 @@ def paired(starts: list[Start], finishes: list[tuple]) -> tuple[list[tuple], lis
     that started and finished within one batch (most do) gets one statement, not two."""
     pending = {start.task.id: start for start in starts}
     whole, alone = [], []
-    for state, finished_at, error, result, task_id in finishes:
+    for state, finished_at, error, result, event, task_id in finishes:
         start = pending.pop(task_id, None)
         if start is None:
-            alone.append((state, finished_at, error, result, task_id))
+            alone.append((state, finished_at, error, result, event, task_id))
         else:
-            _, started_at, consumer, _ = start.params
-            whole.append((state, started_at, consumer, finished_at, error, result, task_id))
+            _, started_at, consumer, began, _ = start.params
+            whole.append((state, started_at, consumer, finished_at, error, result, began + event, task_id))
     return [start.params for start in pending.values()], whole, alone
+
+
+def only_new(statement: str) -> str:
+    """An update of a record that has no start yet (a row just inserted for its start)."""
+    return statement.replace(' WHERE id = ', ' WHERE started_at IS NULL AND id = ')
 
 
 def update_rows(cursor, *runs: tuple[str, list[tuple]]) -> int:
@@ -199,7 +207,8 @@ def insert_rows(cursor, rows: list[tuple]) -> None:
 
 INSERT_CHUNK = 99  # rows per statement: 990 parameters, under the 999 of SQLite before 3.32
 
-RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued')
+RECORD_COLUMNS = ('id', 'name', 'args', 'payload', 'state', 'user_id', 'created_at', 'eta', 'retries', 'requeued',
+                  'events', 'request_id')
 
 
 @dataclass(frozen=True)
@@ -228,12 +237,14 @@ def statements_for(kind: str, p: str) -> Statements:
     tail = ' ON CONFLICT DO NOTHING' if 'postgres' in kind else ''
     marks = f'({", ".join([p] * len(RECORD_COLUMNS))})'
     into = f'{head} taskrecord ({", ".join(RECORD_COLUMNS)}) VALUES '
+    events = f'events = CONCAT(events, {p})' if 'mysql' in kind else f'events = events || {p}'  # MySQL's || is OR
     return Statements(
         insert=f'{into}{marks}{tail}',
-        started=f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p} WHERE id = {p}',
-        finished=f'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p} WHERE id = {p}',
+        started=f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p}, {events} WHERE id = {p}',
+        finished=(f'UPDATE taskrecord SET state = {p}, finished_at = {p}, error = {p}, result = {p}, {events} '
+                  f'WHERE id = {p}'),
         whole=(f'UPDATE taskrecord SET state = {p}, started_at = {p}, consumer = {p}, finished_at = {p}, '
-               f'error = {p}, result = {p} WHERE id = {p}'),
+               f'error = {p}, result = {p}, {events} WHERE id = {p}'),
         head=into, tail=tail, marks=marks,
     )
 
@@ -280,7 +291,32 @@ def new_row(huey: 'SprigHuey', task: Task, state: str | None = None) -> tuple:
     eta, now = to_utc(task.eta), utcnow()
     state = state or ('scheduled' if eta and eta > now else 'queued')
     args, payload, user_id = summary(huey, task)
-    return (task.id, task.name, args, payload, state, user_id, now, eta, 0, False)
+    request_id = logs.context().get('request_id')  # the request that enqueues it, if one does
+    # A row a consumer makes for a start it saw first gets its events from the start's update.
+    events = '' if state == 'started' else event(huey, state)
+    return (task.id, task.name, args, payload, state, user_id, now, eta, 0, False, events, request_id)
+
+
+def event(huey: 'SprigHuey', state: str, error: str | None = None) -> str:
+    """A transition as its record keeps it: one JSON line [state, time, consumer, worker, error];
+    the consumer is None where no consumer made it (an enqueue in a web process)."""
+    at = utcnow().isoformat(timespec='milliseconds')
+    return json.dumps([state, at, huey.consumer_id, threading.current_thread().name, error]) + '\n'
+
+
+def timeline(record: TaskRecord) -> list[dict]:
+    """A record's transitions, oldest first."""
+    names = ('state', 'at', 'consumer', 'worker', 'error')
+    return [dict(zip(names, json.loads(line), strict=True)) for line in (record.events or '').splitlines() if line]
+
+
+def request_of(task_id: str) -> str | None:
+    """The id of the request that enqueued a task, for its log lines; None when unknown (or
+    the database cannot say: a log line must never fail)."""
+    try:
+        return TaskRecord.select(TaskRecord.request_id).where(TaskRecord.id == task_id).scalar()
+    except Exception:
+        return None
 
 
 def stub_value(row: tuple) -> str:
@@ -294,7 +330,7 @@ def move_back(huey: 'SprigHuey', task: Task) -> None:
     unless it is retrying, which it stays until it starts."""
     state = 'scheduled' if task.eta and to_utc(task.eta) > utcnow() else 'queued'
     back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
-    later(huey, task, state=back, eta=to_utc(task.eta))
+    later(huey, task, state=back, eta=to_utc(task.eta), events=TaskRecord.events.concat(event(huey, state)))
 
 
 # A record read by id, built once: pages poll it every few seconds.
@@ -320,12 +356,17 @@ def stub(huey: 'SprigHuey', task_id: str) -> TaskRecord | None:
 
 
 def on_executing(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
-    huey.writer.add(Start(task, ('started', utcnow(), huey.consumer_id, task.id)))
+    huey.writer.add(Start(task, ('started', utcnow(), huey.consumer_id, event(huey, 'started'), task.id)))
 
 
 def update(task: Task | TaskRecord, **values) -> None:
     """Change a record now (the rare, out-of-band changes: sweeps, revokes)."""
     TaskRecord.update(**values).where(TaskRecord.id == task.id).execute()
+
+
+def appended(huey: 'SprigHuey', state: str, error: str | None = None):
+    """The events column with one more transition, for an update."""
+    return TaskRecord.events.concat(event(huey, state, error))
 
 
 def later(huey: 'SprigHuey', task: Task, **values) -> None:
@@ -335,21 +376,35 @@ def later(huey: 'SprigHuey', task: Task, **values) -> None:
 
 
 def finished(huey: 'SprigHuey', task: Task, state: str, error: str | None = None, result: str | None = None) -> None:
-    huey.writer.add(hot_update(statements().finished, state, utcnow(), error, result, task.id))
+    huey.writer.add(hot_update(statements().finished, state, utcnow(), error, result, event(huey, state, error),
+                               task.id))
 
 
 def error_text(exc: BaseException | None) -> str | None:
     return None if exc is None else f'{type(exc).__name__}: {exc}'[:2000]
 
 
+TRACEBACK_LIMIT = 16_000  # characters of a failure's traceback kept: its end, where it failed
+
+
+def traceback_text(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    text = ''.join(traceback.format_exception(exc))
+    return text if len(text) <= TRACEBACK_LIMIT else '…' + text[-TRACEBACK_LIMIT:]
+
+
 def on_error(huey: 'SprigHuey', task: Task, exc: BaseException | None = None) -> None:
     # Huey sends LOCKED, TIMEOUT and RATE_LIMITED without the exception, from the except block
     # that caught it. With retries left Huey will send RETRYING next; with none, this failure is final.
     exc = exc or sys.exc_info()[1]
-    if task.retries:
-        later(huey, task, error=error_text(exc))
+    if task.retries:  # the error of this try, in its own event; the state says retrying next
+        later(huey, task, error=error_text(exc), traceback=traceback_text(exc),
+              events=appended(huey, 'error', error_text(exc)))
     else:
         finished(huey, task, 'failed', error=error_text(exc))
+        if exc is not None:
+            later(huey, task, traceback=traceback_text(exc))
 
 
 def undeliverable(huey: 'SprigHuey', data: bytes, exc: Exception) -> None:
@@ -364,7 +419,8 @@ def undeliverable(huey: 'SprigHuey', data: bytes, exc: Exception) -> None:
                   'that defines it (huey_consumer yourmodule.huey)')
     else:
         reason = f'the consumer could not read it: {error_text(exc)}'
-    huey.writer.add(hot_update(statements().finished, 'failed', utcnow(), reason[:2000], None, task_id))
+    huey.writer.add(hot_update(statements().finished, 'failed', utcnow(), reason[:2000], None,
+                               event(huey, 'failed', reason[:2000]), task_id))
 
 
 def message_head(data: bytes) -> tuple[str | None, str | None]:
@@ -392,7 +448,8 @@ def on_interrupted(huey: 'SprigHuey', task: Task, exc: BaseException | None = No
 
 TRANSITIONS: dict[str, Callable] = {
     signals.SIGNAL_SCHEDULED: lambda h, t, e=None: later(h, t, state=Case(
-        None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta)),
+        None, [(TaskRecord.state == 'retrying', 'retrying')], 'scheduled'), eta=to_utc(t.eta),
+        events=appended(h, 'scheduled')),
     signals.SIGNAL_EXECUTING: on_executing,
     signals.SIGNAL_COMPLETE: lambda h, t, e=None: finished(
         h, t, 'succeeded', result=getattr(t, 'result_summary', None)),
@@ -400,7 +457,8 @@ TRANSITIONS: dict[str, Callable] = {
     signals.SIGNAL_LOCKED: on_error,
     signals.SIGNAL_TIMEOUT: on_error,
     signals.SIGNAL_RATE_LIMITED: on_error,
-    signals.SIGNAL_RETRYING: lambda h, t, e=None: later(h, t, state='retrying', retries=TaskRecord.retries + 1),
+    signals.SIGNAL_RETRYING: lambda h, t, e=None: later(h, t, state='retrying', retries=TaskRecord.retries + 1,
+                                                        events=appended(h, 'retrying')),
     signals.SIGNAL_REVOKED: lambda h, t, e=None: finished(h, t, 'revoked'),
     signals.SIGNAL_CANCELED: lambda h, t, e=None: finished(h, t, 'revoked'),
     signals.SIGNAL_EXPIRED: lambda h, t, e=None: finished(h, t, 'expired'),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from bottle import response
 from peewee import JOIN, Model, fn
 
 import tasks
@@ -26,9 +27,11 @@ from models import (
     User,
     utcnow,
 )
+from sprig.queue import charts, dashboard, records
 from sprig.queue.dashboard import RETRYABLE, REVOCABLE, STATES
 from sprig.settings import Settings
 from sprig.shop import audit, seckill
+from sprig.web import svg
 from sprig.web.api import orders as order_api
 from sprig.web.api import staff
 from sprig.web.api.banners import NewBanner
@@ -37,7 +40,7 @@ from sprig.web.api.seckill import NewSale
 from sprig.web.forms import named, row_values, widgets
 from sprig.web.listing import ListQuery, paged, searched, sorted_by
 from sprig.web.pages import Render
-from sprig.web.routing import Routes, get_or_404
+from sprig.web.routing import Routes, get_or_404, or_404
 
 ROUTES = Routes()
 CONTENT_STATES = {'': 'not deleted', 'shown': 'shown', 'hidden': 'hidden', 'deleted': 'deleted'}
@@ -225,6 +228,57 @@ def admin_tasks(render: Render) -> str:
     # The page fills itself from the admin API; these only set up its filters and buttons.
     return render('admin/tasks.html', nav=NAVIGATION, states=STATES, names=sorted(tasks.huey.infos),
                   retryable=RETRYABLE, revocable=REVOCABLE)
+
+
+def task_subjects(record: TaskRecord) -> dict:
+    """What a task is about, for links: the order it made or is given, the user who caused it."""
+    order = Order.get_or_none(Order.task_id == record.id)
+    if order is None and record.payload and record.name == 'cancel_unpaid_order':
+        order = Order.get_or_none(Order.id == json.loads(record.payload)[0][0])
+    causer = User.get_or_none(User.id == record.user_id) if record.user_id else None
+    return {'order': order, 'causer': causer}
+
+
+@ROUTES.get('/admin/tasks/<task_id>', auth='admin')
+def task_page(task_id: str, settings: Settings, render: Render) -> str:
+    record = or_404(records.find(tasks.huey, task_id), f'no task {task_id}')
+    events = records.timeline(record)
+    return render('admin/task.html', nav=NAVIGATION, record=record, events=events,
+                  errors=[event for event in events if event['error']], no_retry=dashboard.retry_refusal(
+                      tasks.huey, record), retryable=RETRYABLE, revocable=REVOCABLE,
+                  cell=lambda value: cell(value, zone_of(settings)), **task_subjects(record))
+
+
+def latest_sale() -> int | None:
+    """The sale whose presses the chart shows: the one that started last, among those started."""
+    item = SeckillItem.select(SeckillItem.id).where(SeckillItem.starts_at <= utcnow()).order_by(
+        SeckillItem.starts_at.desc()).first()
+    return item and item.id
+
+
+def chart(name: str) -> str:
+    hour = lambda moment: moment.strftime('%H:%M')  # noqa: E731 (a label)
+    if name == 'outcomes-hour':
+        return svg.stacked('Tasks ended per minute, last hour (UTC)', charts.outcomes(3600, 60), hour)
+    if name == 'outcomes-day':
+        return svg.stacked('Tasks ended per 15 minutes, last day (UTC)', charts.outcomes(86400, 900), hour)
+    if name == 'depth':
+        return svg.line('Tasks waiting in the queue, last hour (UTC)', charts.depth(3600, 60), hour)
+    if name == 'durations':
+        return svg.per_name('Run time per task, last hour: p50 and p95', charts.durations(3600))
+    item_id = latest_sale()
+    found = item_id and charts.presses(item_id)
+    if not found:
+        return svg.empty('Flash-sale presses per second', 'No press of a sale has reached the queue yet.')
+    return svg.stacked(f'Presses per second of sale #{item_id} that reached the queue, by outcome', found,
+                       lambda moment: moment.strftime('%H:%M:%S'))
+
+
+@ROUTES.get('/admin/charts/<name:re:outcomes-hour|outcomes-day|depth|durations|presses>.svg', auth='admin')
+def chart_image(name: str) -> str:
+    response.content_type = 'image/svg+xml'
+    response.set_header('Cache-Control', 'no-store')
+    return chart(name)
 
 
 @ROUTES.get('/admin/orders', auth='admin', query=ListQuery)

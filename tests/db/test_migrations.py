@@ -90,7 +90,7 @@ def test_orders_of_version_1_become_orders_of_sales_or_courses(tmp_path):
             INSERT INTO "order" (id, user_id, item_id, task_id, status, live, price, created_at, expires_at)
                 VALUES (1, 1, 1, 't1', 'paid', 1, 1, '2026-01-01', '2026-01-02');""")
     init_db(make_settings(tmp_path))
-    assert create_tables() == 2  # orders_of_courses, roles
+    assert create_tables() == 3  # orders_of_courses, roles, task_events
     with sqlite3.connect(tmp_path / 'sprig.db') as conn:
         info = {row[1]: row for row in conn.execute('PRAGMA table_info("order")')}
         assert info['item_id'][3] == 0 and 'course_id' in info  # item may be empty now

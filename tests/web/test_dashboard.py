@@ -128,3 +128,67 @@ def test_an_admin_retries_a_failed_task(context, site, shared):
     assert page.evaluate('document.documentElement.scrollWidth') <= 800
     shot(page, 'dashboard-narrow')
     page.close()
+
+
+def test_a_failed_tasks_page_shows_its_traceback_and_timeline(context, site, shared):
+    with database.connection_context():
+        failed = testtasks.flaky.s('flaky-detail-marker')
+        failed.retries = 0  # no second attempt: the first failure is its end
+        tasks.huey.enqueue(failed)
+        secret = testtasks.fails_with_secret('hunter2-token')
+        testtasks.add(1, 2)
+    page = context.new_page()
+    page.goto(site + '/login?next=/admin/tasks')
+    sign_in(page, site, ADMIN, ADMIN_PASSWORD, '/admin/tasks')
+    row = page.locator(f'[data-body="tasks"] tr[data-id="{failed.id}"]')
+    expect(row.locator('.badge')).to_have_text('failed', timeout=SOON)
+    expect(row.locator('button[data-action="retry"]')).to_have_count(1)
+    hidden = page.locator(f'[data-body="tasks"] tr[data-id="{secret.id}"]')
+    expect(hidden.locator('.badge')).to_have_text('failed', timeout=SOON)
+    expect(hidden.locator('button')).to_have_count(0)  # no Retry: its argument was never kept
+    expect(hidden.locator('.no-retry')).to_have_attribute('title', re.compile('deliberately not kept'))
+
+    page.fill('[data-filters] input[name="q"]', failed.id)  # search by the task's id
+    expect(page.locator('[data-body="tasks"] tr')).to_have_count(1)
+    row.get_by_role('link', name='flaky').click()
+    expect(page.locator('h1')).to_have_text('flaky')
+    expect(page.locator('[data-traceback]')).to_contain_text('RuntimeError: first attempt fails')
+    expect(page.locator('[data-traceback]')).to_contain_text('testtasks.py')
+    states = page.locator('[data-timeline] tbody tr td:first-child').all_inner_texts()
+    assert states == ['queued', 'started', 'failed'], states
+    consumer = page.locator('[data-timeline] tbody tr').nth(1).locator('td').nth(2).inner_text()
+    assert consumer.count(':') == 2  # host:pid:nonce of the consumer that ran it
+    expect(page.get_by_role('button', name='Retry')).to_have_count(1)
+    shot(page, 'dashboard-task-failed')
+
+    page.goto(f'{site}/admin/tasks/{secret.id}')
+    expect(page.locator('dd.code').nth(1)).to_have_text('{"token": "***"}')
+    expect(page.locator('[data-no-retry]')).to_contain_text('its arguments are deliberately not kept')
+    expect(page.get_by_role('button', name='Retry')).to_have_count(0)
+
+    page.goto(site + '/admin/tasks')  # the charts, drawn from these records
+    for name in ('outcomes-hour', 'outcomes-day', 'depth', 'durations', 'presses'):
+        image = page.locator(f'img[src^="/admin/charts/{name}.svg"]')
+        expect(image).to_be_visible()
+        assert page.evaluate(f'document.querySelector(\'img[src^="/admin/charts/{name}.svg"]\').naturalWidth') > 0
+    answer = page.request.get(site + '/admin/charts/outcomes-hour.svg')
+    assert answer.headers['content-type'] == 'image/svg+xml' and '>3 succeeded<' not in answer.text()
+    assert re.search(r'<title>\d+ succeeded</title>', answer.text()) and re.search(r'<title>\d+ failed', answer.text())
+    weight = sum(len(page.request.get(site + url).body()) for url in (
+        '/admin/tasks', '/static/dashboard.js', '/static/sprig.css', '/static/sprig.js',
+        *(f'/admin/charts/{name}.svg' for name in ('outcomes-hour', 'outcomes-day', 'depth', 'durations', 'presses'))))
+    assert weight < 100_000, weight
+    page.locator('[data-charts]').scroll_into_view_if_needed()
+    shot(page, 'dashboard-charts')
+
+    phone = context.browser.new_context(viewport={'width': 390, 'height': 844}, is_mobile=True)
+    small = phone.new_page()
+    small.goto(site + '/login?next=/admin/tasks')
+    sign_in(small, site, ADMIN, ADMIN_PASSWORD, '/admin/tasks')
+    button = small.locator(f'[data-body="tasks"] tr[data-id="{failed.id}"] button[data-action="retry"]')
+    expect(button).to_be_visible(timeout=SOON)
+    box = button.bounding_box()
+    assert box['x'] + box['width'] <= 390, box  # reachable without scrolling sideways
+    assert small.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1')
+    shot(small, 'dashboard-phone')
+    phone.close()

@@ -17,6 +17,7 @@ ROUTES = Routes()
 class TaskQuery(Input):
     state: Literal[STATES] | None = None
     name: Annotated[str, Field(max_length=100)] | None = None
+    q: Annotated[str, Field(min_length=1, max_length=100)] | None = None  # a task id or an argument's value
     page: Annotated[int, Field(ge=1, le=100_000)] = 1
     size: Annotated[int, Field(ge=1, le=100)] = 20
 
@@ -33,9 +34,10 @@ def get_task(task_id: str, user: User) -> dict:
     return ok(result=or_404(record if mine else None, f'no task {task_id}').public())
 
 
-@ROUTES.get('/api/v1/admin/tasks', 'Task records, newest first', auth='admin', query=TaskQuery)
+@ROUTES.get('/api/v1/admin/tasks', 'Task records, newest first; q: a task id or an argument value', auth='admin',
+            query=TaskQuery)
 def list_tasks(query: TaskQuery) -> dict:
-    return ok(result=dashboard.page_of(query))
+    return ok(result=dashboard.page_of(tasks.huey, query))
 
 
 @ROUTES.get('/api/v1/admin/tasks/stats', 'Per task name, the last hour', auth='admin')

@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
 import tasks
 from models import Course, SeckillItem, User, utcnow
+from sprig.metrics import metrics
 from sprig.settings import Settings
 from sprig.shop import seckill
 from sprig.web.envelope import ApiError, ok, refuse
@@ -84,10 +85,13 @@ def press(user: User, body: Press, settings: Settings) -> dict:
     sale = sale_or_404(body.item_id, settings)
     now = utcnow()
     if now < seckill.parse(sale['starts_at']):
+        metrics.press('not_started')
         raise ApiError(400, 'the sale has not started yet')
     if now >= seckill.parse(sale['ends_at']):
+        metrics.press('ended')
         raise ApiError(400, 'the sale has ended')
     taken = seckill.claim(sale, user, settings)
+    metrics.press({'held': 'held', 'empty': 'sold_out'}.get(taken, 'queued'))
     if taken == 'held':
         return refuse('you already hold an order for this sale')
     if taken == 'empty':
