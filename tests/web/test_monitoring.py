@@ -130,3 +130,17 @@ def test_json_logs_parse_line_by_line_and_carry_the_request_id_into_its_task(spa
     assert len(sent) == 1 and sent[0]['task_id'] == task_id and sent[0]['task'] == 'send_sms_code'
     assert sent[0]['request_id'] == 'req-from-the-test-1'  # the request's id reached its task
     assert any(line['logger'].startswith('huey') and line.get('task_id') == task_id for line in lines)
+
+
+def test_the_grafana_dashboard_reads_only_metrics_sprig_exports(tmp_path):
+    import tasks
+    from sprig.metrics import metrics
+    tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true', SPRIG_METRICS_TOKEN=TOKEN))
+    exported = {'sprig_queue_pending', 'sprig_queue_scheduled', 'sprig_consumers_alive', 'sprig_consumer_leader'}
+    for metric in (metrics.requests, metrics.latency, metrics.tasks, metrics.run_time, metrics.cache, metrics.presses):
+        exported |= {metric._name + suffix for suffix in ('_total', '_bucket', '_count', '_sum')}
+    tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
+    dashboard = json.loads((PROJECT_DIR / 'docs' / 'grafana-dashboard.json').read_text())
+    used = {name for panel in dashboard['panels'] for target in panel['targets']
+            for name in re.findall(r'\bsprig_\w+', target['expr'])}
+    assert used and used <= exported, used - exported
