@@ -19,7 +19,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import peewee
-from bottle import Bottle, HTTPError, HTTPResponse, JSONPlugin, request, response
+from bottle import BaseResponse, Bottle, HTTPError, HTTPResponse, JSONPlugin, request, response
 from jinja2 import Environment
 
 import tasks
@@ -108,7 +108,10 @@ def security_headers(settings: Settings) -> dict[str, str]:
     }
     if site.scheme == 'https':
         headers['Strict-Transport-Security'] = 'max-age=31536000'
-    return headers
+    check = BaseResponse()
+    for name, value in headers.items():
+        check.set_header(name, value)  # refuses what Bottle would (finish_request sets them directly)
+    return {name: values[0] for name, values in check._headers.items()}
 
 
 def finish_request(headers: dict[str, str], log: bool) -> None:
@@ -116,10 +119,11 @@ def finish_request(headers: dict[str, str], log: bool) -> None:
     # and runs even when the route raised.
     if not database.is_closed():
         database.close()
-    for name, value in headers.items():
-        response.set_header(name, value)
     request_id = request.environ.get('sprig.request_id', '-')
-    response.set_header('X-Request-ID', request_id)
+    # Bottle's set_header checks and spells each name and value on every call; these were checked
+    # once (security_headers), and the id is our own or matched REQUEST_ID: straight into its table.
+    response._headers.update({name: [value] for name, value in headers.items()})
+    response._headers['X-Request-Id'] = [request_id]
     if metrics.on:
         elapsed = time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())
         metrics.request(route_of(request.environ), request.method, response.status_code, elapsed)

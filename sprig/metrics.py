@@ -34,6 +34,7 @@ class Metrics:
         # the settings decide, not the environment the process happened to start with.
         os.environ['PROMETHEUS_MULTIPROC_DIR'] = str(self.directory)
         values.ValueClass = values.MultiProcessValue()
+        self.children: dict[tuple, object] = {}
         registry = None  # not the default registry: configure() may run again (tests)
         self.requests = Counter('sprig_http_requests', 'HTTP requests answered', ('route', 'method', 'status'),
                                 registry=registry)
@@ -47,26 +48,34 @@ class Metrics:
         self.presses = Counter('sprig_seckill_presses', 'Flash-sale presses, by answer', ('answer',),
                                registry=registry)
 
+    def child(self, metric, *labels: str):
+        """metric.labels(*labels), kept: prometheus_client takes a lock to find it on every call."""
+        key = (metric, labels)
+        found = self.children.get(key)
+        if found is None:
+            found = self.children.setdefault(key, metric.labels(*labels))
+        return found
+
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         if self.on:
-            self.requests.labels(route, method, str(status)).inc()
-            self.latency.labels(route).observe(seconds)
+            self.child(self.requests, route, method, str(status)).inc()
+            self.child(self.latency, route).observe(seconds)
 
     def task(self, name: str, outcome: str) -> None:
         if self.on:
-            self.tasks.labels(name, outcome).inc()
+            self.child(self.tasks, name, outcome).inc()
 
     def task_time(self, name: str, seconds: float) -> None:
         if self.on:
-            self.run_time.labels(name).observe(seconds)
+            self.child(self.run_time, name).observe(seconds)
 
     def cache_read(self, outcome: str) -> None:
         if self.on:
-            self.cache.labels(outcome).inc()
+            self.child(self.cache, outcome).inc()
 
     def press(self, answer: str) -> None:
         if self.on:
-            self.presses.labels(answer).inc()
+            self.child(self.presses, answer).inc()
 
     def scrape(self, *collectors: object) -> bytes:
         """Every process's counters summed, and what the collectors read now."""

@@ -42,12 +42,25 @@ def etag_of(value: Any) -> str:
 
 
 def read(key: str, compute: Callable[[], Any], ttl: float, namespace: str | None = None) -> Entry:
-    """The value under key (in namespace), from the cache or from compute()."""
+    """The value under key (in namespace), from the cache or from compute(). Where the cache has
+    a generation (SQLite, memory), this process keeps a copy while the generation holds: a drop
+    anywhere on the machine moves it, so the next read here asks the shared cache again."""
+    generation = cache.generation and cache.generation.current()  # before the shared read: a drop
+    # between the two then leaves this copy under an old number
+    local = f'{namespace}:{key}'
+    now = time.monotonic()
+    entry = cache.near.copy(local, generation, now) if cache.generation else None
+    if entry is not None:
+        metrics.cache_read('hit')
+        return entry
+
     def from_cache() -> Entry:
         full = f'{namespace}:{version(namespace)}:{key}' if namespace else key
         return cached_entry(full) or fill(full, compute, ttl)
     entry = or_else(from_cache, lambda: computed(compute, 'bypass'))
     metrics.cache_read(entry.status)
+    if cache.generation and entry.status != 'bypass':
+        cache.near.keep(local, generation, now + ttl, Entry(entry.value, entry.etag, 'hit'))
     return entry
 
 
@@ -119,6 +132,7 @@ def wait_for_fill(full: str) -> Entry | None:
 def put(key: str, value: Any, ttl: float) -> None:
     """Store a freshly computed value (a rebuild), whatever is cached now."""
     store(key, Entry(value, etag_of(value), 'miss'), ttl)
+    moved_on()
 
 
 def version(namespace: str) -> int:
@@ -139,7 +153,16 @@ def drop(keys: Iterable[str] = (), namespaces: Iterable[str] = ()) -> None:
     for key in keys:
         cache.near.drop(key)
     keys = [f'data:{key}' for key in keys]
-    if keys:
-        cache.delete(*keys)
-    for namespace in namespaces:
-        cache.set(f'ns:{namespace}', time.time_ns())
+    try:
+        if keys:
+            cache.delete(*keys)
+        for namespace in namespaces:
+            cache.set(f'ns:{namespace}', time.time_ns())
+    finally:
+        moved_on()  # after the shared deletes: a reader that sees the new number reads after them
+
+
+def moved_on() -> None:
+    """Every process's kept copies of cached values stop being good (see read())."""
+    if cache.generation is not None:
+        cache.generation.bump()

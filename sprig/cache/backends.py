@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from sprig.cache.near import Generation, LocalGeneration
 from sprig.db.connection import use_wal
 from sprig.redis_direct import Direct
 from sprig.settings import sqlite_file
@@ -29,6 +30,7 @@ class SqliteBackend:
 
     def __init__(self, path: str):
         self.path = path
+        self.generation = Generation(f'{path}.gen')  # beside the file: every process of the machine
         self.local = threading.local()
         self.writes = itertools.count(1)
         self.connections: list[sqlite3.Connection] = []
@@ -160,6 +162,7 @@ class SqliteBackend:
                 conn.close()
             self.connections.clear()
         self.local = threading.local()
+        self.generation.close()
 
 
 class RedisBackend:
@@ -248,6 +251,7 @@ class MemoryBackend:
 
     def __init__(self):
         self.items: dict[str, tuple[str, float | None]] = {}
+        self.generation = LocalGeneration()
         self.guard = threading.Lock()
         self.writes = itertools.count(1)
 

@@ -64,11 +64,15 @@ class Cache:
         self.prefix = ''
         self.outage = Outage()
         self.near = Near()
+        self.generation = None
 
     def initialize(self, backend, prefix: str = '') -> None:
         if self.backend is not None:
             self.backend.close()
         self.backend, self.prefix, self.outage, self.near = backend, prefix, Outage(), Near()
+        # Shared by the processes that share the cache, or None where they may be on several
+        # machines (Redis): then every read asks the shared cache.
+        self.generation = getattr(backend, 'generation', None)
 
     @contextmanager
     def failures(self) -> Iterator[None]:

@@ -1,13 +1,16 @@
 """The cache-aside toolkit on its own: namespaces, jitter, single flight, a failing compute."""
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
-from conftest import make_settings
+from conftest import make_settings, process_env
 
 from sprig.cache import aside as cached
-from sprig.cache.store import init_cache
+from sprig.cache.store import cache, init_cache
+from sprig.settings import PROJECT_DIR
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 
@@ -88,3 +91,17 @@ def test_a_read_begun_before_a_drop_does_not_put_the_old_value_back(cache_file):
     cached.drop(keys=['sale'])  # the write lands while the read is under way
     cache.near.put('sale', 'old', since=started, until=started + 60)
     assert cache.near.get('sale', time.monotonic()) is None
+
+
+def test_a_copy_kept_in_this_process_goes_when_another_process_drops_the_key(cache_file, tmp_path):
+    """Reads are served from this process's copy while the machine's generation holds; a drop in
+    another process (a consumer, another web process) moves it, and the next read here is fresh."""
+    values = iter(['first', 'second'])
+    assert cached.read('shared', lambda: next(values), 60).status == 'miss'
+    cache.set('data:shared', {'value': 'behind its back', 'etag': 'x'})  # not through aside: no drop
+    assert cached.read('shared', lambda: 'unused', 60).value == 'first'  # the copy, no round trip
+    code = 'import tasks; from sprig.cache import aside; aside.drop(keys=["shared"])'
+    subprocess.run([sys.executable, '-c', code], env=process_env(tmp_path), cwd=PROJECT_DIR, check=True, timeout=60)
+    again = cached.read('shared', lambda: next(values), 60)
+    assert (again.status, again.value) == ('miss', 'second')
+    assert cached.read('shared', lambda: 'unused', 60).status == 'hit'
