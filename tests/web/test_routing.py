@@ -11,7 +11,7 @@ from sprig.shop.accounts import hash_password
 from sprig.web.api import banners
 from sprig.web.routing import Route
 
-PARAMETER = re.compile(r'<(\w+)(?::(\w+)(?::[^>]*)?)?>')
+PARAMETER = re.compile(r'<(\w+)(?::(\w+)(?::([^>]*))?)?>')
 
 
 def declared_routes(app) -> list[tuple[object, Route]]:
@@ -19,8 +19,11 @@ def declared_routes(app) -> list[tuple[object, Route]]:
 
 
 def concrete(rule: str) -> str:
-    """A path the rule matches: 1 for whole numbers, x for the rest."""
-    return PARAMETER.sub(lambda m: '1' if m.group(2) == 'int' else 'x', rule)
+    """A path the rule matches: 1 for whole numbers, a pattern's first choice, x for the rest."""
+    def example(match: re.Match) -> str:
+        kind, pattern = match.group(2), match.group(3)
+        return '1' if kind == 'int' else pattern.split('|')[0] if kind == 're' else 'x'
+    return PARAMETER.sub(example, rule)
 
 
 def test_every_route_is_declared_on_a_module_level_function(app):
