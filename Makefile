@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench versus clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python app.py
@@ -21,6 +21,10 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/tasks.py
 	$(BIN)/python bench/idle.py
+
+# Sprig beside the Django + Celery shop of ../shared/peer, interleaved (about 9 minutes).
+versus: $(VENV)/.dev
+	$(BIN)/python bench/versus.py
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Sprig needs Python 3.11 or newer")'

@@ -236,8 +236,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def child_env(data: Path, port: int, mode: str, name: str) -> dict[str, str]:
-    """This environment minus any SPRIG_* setting, plus the mode's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
+    """This environment minus any SPRIG_* setting but SPRIG_APP_PROCESSES (to compare the
+    embedded mode's web processes: SPRIG_APP_PROCESSES=1 bench/seckill.py), plus the mode's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_') or k == 'SPRIG_APP_PROCESSES'}
     env |= {'SPRIG_DATA_DIR': str(data), 'SPRIG_APP_SECRET_KEY': secrets.token_urlsafe(32),
             'SPRIG_APP_BASE_URL': f'http://127.0.0.1:{port}', 'SPRIG_AUTH_LOGINS_PER_MINUTE': '0',
             'SPRIG_SECKILL_PAYMENT_TIMEOUT': '3600', 'PYTHONPATH': str(PROJECT_DIR), 'PYTHONUNBUFFERED': '1'}

@@ -25,6 +25,12 @@ keys naming the scenario's queue are deleted afterwards; when unreachable, {"ski
   of its rounds (end_to_end_runs lists them all): on a shared 2-core machine one run of the same
   code varies by up to 25%.
 - records_cost = 1 - end_to_end(records on) / end_to_end(records off), per backend, from the medians.
+- Records, after the clock: each process's RecordWriter commits its changes every 20 ms, so when
+  the last mark lands the producer may still hold unflushed inserts and the consumer unflushed
+  starts and finishes. records_written_first_look is the count of no-op records at that moment;
+  then the producer polls until all N + warm-up records exist and are terminal, or the count and
+  the non-terminal count have held still for RECORDS_SETTLE s, or RECORDS_TIMEOUT s have passed:
+  records_written, records_not_terminal and records_wait_s are taken then.
 - Lateness (records on, after the rates): 40 tasks scheduled with delay=2, one every 0.05 s; each
   returns time.time() at its start, read back with .get(blocking=True); lateness = start - eta,
   the eta Huey computed at enqueue (enqueue time + 2 s). p50 and p99 are nearest-rank.
@@ -55,6 +61,8 @@ WARM_UP = 20  # no-op tasks run before the clock starts
 DELAY = 2  # seconds ahead that the lateness tasks are scheduled
 LATE_TASKS, LATE_SPACING = 40, 0.05
 STOP_TIMEOUT = 15  # seconds a consumer gets after SIGINT before SIGKILL
+RECORDS_SETTLE = 2  # seconds the record counts must hold still to be taken as final (100 flush windows)
+RECORDS_TIMEOUT = 30  # seconds the producer waits for the record writers at most
 
 if __name__ == 'bench.tasks':
     # The task side, in the consumer and in the producer: the app's huey, bound by tasks.py to the
@@ -93,9 +101,33 @@ def epoch(eta: datetime.datetime) -> float:
     return eta.replace(tzinfo=datetime.UTC).timestamp()  # Huey's etas are naive UTC
 
 
+def count_records(since: datetime.datetime) -> tuple[int, int]:
+    """(no-op records created since `since`, how many of them are not in a terminal state)."""
+    from models import TaskRecord
+    from sprig.queue.records import TERMINAL
+
+    records = TaskRecord.select().where(TaskRecord.name == 'noop', TaskRecord.created_at >= since)
+    return records.count(), records.where(TaskRecord.state.not_in(TERMINAL)).count()
+
+
+def wait_records(since: datetime.datetime, expected: int) -> dict:
+    """Count the records at once, then again until the writers are done (see the docstring)."""
+    first = seen = count_records(since)
+    started = still_since = time.monotonic()
+    while (seen != (expected, 0) and time.monotonic() - still_since < RECORDS_SETTLE
+           and time.monotonic() - started < RECORDS_TIMEOUT):
+        time.sleep(0.05)
+        now = count_records(since)
+        if now != seen:
+            seen, still_since = now, time.monotonic()
+    return {'records_written_first_look': first[0], 'records_not_terminal_first_look': first[1],
+            'records_written': seen[0], 'records_not_terminal': seen[1],
+            'records_wait_s': round(time.monotonic() - started, 3)}
+
+
 def produce(count: int, lateness: bool, timeout: float) -> dict:
     import models
-    from models import TaskRecord, database
+    from models import database
     from sprig.db.schema import create_tables
 
     create_tables()
@@ -120,8 +152,7 @@ def produce(count: int, lateness: bool, timeout: float) -> dict:
     }
     with database.connection_context():
         # A sanity check, after the clock: every no-op got its record (records on) or none did.
-        since = TaskRecord.select().where(TaskRecord.name == 'noop', TaskRecord.created_at >= started_at)
-        figures['records_written'] = since.count()
+        figures |= wait_records(started_at, WARM_UP + count if huey.tracking else 0)
     if lateness:
         results = []
         for _ in range(LATE_TASKS):
@@ -252,7 +283,9 @@ def medians(results: list[dict]) -> dict:
     keys = ('enqueue_per_s', 'end_to_end_per_s', 'enqueue_s', 'end_to_end_s')
     figures = {key: statistics.median(result[key] for result in results) for key in keys}
     figures['end_to_end_runs'] = [result['end_to_end_per_s'] for result in results]
-    figures['records_written'] = [result['records_written'] for result in results]
+    for key in ('records_written_first_look', 'records_not_terminal_first_look', 'records_written',
+                'records_not_terminal', 'records_wait_s'):
+        figures[key] = [result[key] for result in results]
     return figures
 
 

@@ -45,7 +45,7 @@ class AppSettings:
     debug: bool
     data_dir: Path
     threads: int = limits(1, 256)
-    processes: int = limits(1, 64)
+    processes: int = field(metadata={'min': 1, 'max': 64, 'auto': 0})  # auto: 0 until resolved
     max_body_kb: int = limits(1)
     connection_limit: int = limits(10, 100_000)
     request_timeout: int = limits(1)
@@ -234,6 +234,8 @@ def convert(label: str, f, text: str):
             raise SettingsError(f'{label}: {text!r} is not true or false')
         return configparser.ConfigParser.BOOLEAN_STATES[text.lower()]
     if f.type is int:
+        if text.lower() == 'auto' and 'auto' in f.metadata:
+            return f.metadata['auto']
         return convert_int(label, text, f.metadata.get('min'), f.metadata.get('max'))
     if f.type is Path:
         if not text:  # an unset shell variable, say: it would mean the project directory itself
@@ -307,13 +309,19 @@ def resolve(s: Settings) -> Settings:
     secret = resolve_secret(s.app.secret_key, data, s.app.debug, shared_db)
     return replace(
         s,
-        app=replace(s.app, base_url=s.app.base_url.rstrip('/'), secret_key=secret),
+        app=replace(s.app, base_url=s.app.base_url.rstrip('/'), secret_key=secret,
+                    processes=s.app.processes or web_processes(cache)),
         database=DatabaseSettings(url=database),
         queue=replace(s.queue, url=queue),
         cache=replace(s.cache, url=cache),
         admin=replace(s.admin, upload_dir=s.admin.upload_dir or data / 'uploads'),
         metrics=replace(s.metrics, directory=s.metrics.directory or data / 'metrics'),
     )
+
+
+def web_processes(cache_url: str) -> int:
+    """[app] processes = auto: one web process per core, when the cache can be shared."""
+    return 1 if scheme(cache_url) == 'memory' else max(1, min(64, len(os.sched_getaffinity(0))))
 
 
 def check_metrics(m: MetricsSettings) -> None:

@@ -300,9 +300,12 @@ def free_port() -> int:
 
 
 def process_env(data_dir: Path, **env: str) -> dict[str, str]:
-    """The environment of a Sprig process: this one's, minus SPRIG_*, plus the given settings."""
+    """The environment of a Sprig process: this one's, minus SPRIG_*, plus the given settings. One
+    web process unless a test asks for more: pids and timings are then those of one process
+    (test_run_modes.py starts the default, one per core, and pools of its own)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_')}
-    return {**base, 'SPRIG_DATA_DIR': str(data_dir), 'PYTHONUNBUFFERED': '1', **server_database(), **env}
+    return {**base, 'SPRIG_DATA_DIR': str(data_dir), 'PYTHONUNBUFFERED': '1', 'SPRIG_APP_PROCESSES': '1',
+            **server_database(), **env}
 
 
 class Proc:

@@ -100,3 +100,11 @@ def test_start_up_stops_with_one_line_not_a_traceback(tmp_path, command):
     assert done.returncode != 0
     assert "sprig: bad setting: [app] port: 'abc' is not a whole number" in done.stderr
     assert 'Traceback' not in done.stderr
+
+
+def test_web_processes_default_to_one_per_core_with_a_shared_cache(tmp_path):
+    import os
+    cores = len(os.sched_getaffinity(0))
+    assert load_settings({'SPRIG_DATA_DIR': str(tmp_path)}).app.processes == cores
+    assert load_settings({'SPRIG_DATA_DIR': str(tmp_path), 'SPRIG_CACHE_URL': 'memory://'}).app.processes == 1
+    assert load_settings({'SPRIG_DATA_DIR': str(tmp_path), 'SPRIG_APP_PROCESSES': '3'}).app.processes == 3

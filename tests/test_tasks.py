@@ -1,9 +1,11 @@
 """Tasks on a real (non-immediate) queue, executed as a consumer thread does: connections and records."""
 import datetime
+import subprocess
+import sys
 import threading
 
 import pytest
-from conftest import make_settings
+from conftest import make_settings, process_env
 from huey import crontab
 from peewee import OperationalError
 
@@ -13,6 +15,7 @@ from sprig.db.schema import create_tables
 from sprig.queue import consumer, records
 from sprig.queue.consumer import LeaderScheduler
 from sprig.queue.engine import SprigHuey
+from sprig.settings import PROJECT_DIR
 
 pytestmark = pytest.mark.database  # run again on PostgreSQL (conftest)
 
@@ -139,3 +142,16 @@ def test_a_queued_task_gone_from_the_queue_is_rescued_on_the_second_look(queue):
         lost = TaskRecord.get_by_id(plain.id)
         assert (lost.state, lost.error) == ('lost', 'taken from the queue by a consumer that died')
     assert queue.pending_count() == 2
+
+
+def test_a_producer_that_exits_at_once_leaves_every_record_written(tmp_path):
+    """The record writer batches for 20 ms in a daemon thread: a process that enqueues and exits
+    (a web process stopping, a script) writes what it holds on its way out."""
+    code = ('import tasks\nfrom sprig.db.schema import create_tables\ncreate_tables()\n'
+            'for n in range(50):\n    tasks.ping(float(n))\n')
+    subprocess.run([sys.executable, '-c', code], env=process_env(tmp_path), cwd=PROJECT_DIR, check=True, timeout=60)
+    tasks.configure(make_settings(tmp_path))
+    with database.connection_context():
+        found = list(TaskRecord.select().where(TaskRecord.name == 'ping'))
+    tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
+    assert len(found) == 50 and {records.timeline(record)[0]['state'] for record in found} == {'queued'}

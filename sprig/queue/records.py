@@ -4,6 +4,7 @@ A task enqueued gets a stub written with the enqueue itself (storage.py), its ro
 FLUSH_EVERY; Huey's signals move it through queued, scheduled, started, retrying, succeeded,
 failed, revoked, expired and lost (TRANSITIONS).
 """
+import atexit
 import datetime
 import functools
 import json
@@ -74,6 +75,10 @@ class RecordWriter:
                 self.pid = os.getpid()
                 self.thread = threading.Thread(target=self.run, name='RecordWriter', daemon=True)
                 self.thread.start()
+                # A process that exits writes what it holds (a web process's last enqueues, a
+                # producer's): the daemon thread would die with them unwritten.
+                atexit.unregister(self.flush)  # once, however often the thread starts
+                atexit.register(self.flush)
             if len(self.pending) == 1:
                 self.ready.notify()
 

@@ -280,3 +280,18 @@ def test_without_base_url_images_follow_the_port_served(spawn, tmp_path):
     with urllib.request.urlopen(images[0], timeout=5) as image:
         assert image.status == 200
     assert f'public   http://127.0.0.1:{port} (the address served; [app] base_url is empty)' in server.stdout()
+
+
+def test_the_default_serves_with_a_web_process_per_core(spawn, tmp_path):
+    """[app] processes = auto: `python app.py` as `make run` starts it uses every core, the
+    consumer in the parent."""
+    env = {k: v for k, v in process_env(tmp_path).items() if k != 'SPRIG_APP_PROCESSES'}
+    cores = len(os.sched_getaffinity(0))
+    server = serve(spawn, env)
+    if cores == 1:
+        assert 'web processes' not in server.stdout()
+        return
+    assert f'({cores} web processes)' in server.stdout()
+    assert wait_for(lambda: len(children(server.pid)) == cores)
+    pong = run_ping(env)
+    assert pong.returncode == 0 and f'pid {server.pid} in' in pong.stdout
