@@ -34,7 +34,13 @@ keys naming the scenario's queue are deleted afterwards; when unreachable, {"ski
 - Lateness (records on, after the rates): 40 tasks scheduled with delay=2, one every 0.05 s; each
   returns time.time() at its start, read back with .get(blocking=True); lateness = start - eta,
   the eta Huey computed at enqueue (enqueue time + 2 s). p50 and p99 are nearest-rank.
-The consumer runs with -q, as the bare-Huey reference figures were measured (its default two
+- Bare Huey, the reference (Redis only): each round, after Sprig's two Redis runs, the same
+  procedure with bench/bare_huey_app.py, a plain RedisHuey (Huey's defaults, Redis database 14)
+  with the same two tasks, the no-op leaving the same mark: `huey_consumer
+  bench.bare_huey_app.huey` with Sprig's consumer flags, and a producer that enqueues and counts
+  as Sprig's does (no records, so none are waited for). redis_records_on_per_bare and
+  redis_records_off_per_bare = Sprig's end-to-end median / bare Huey's.
+The consumers run with -q, as the bare-Huey reference figures were measured (its default two
 INFO lines per task cost about 12%).
 """
 import argparse
@@ -56,7 +62,10 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 REDIS_URL = 'redis://127.0.0.1:6379/13'
-TARGETS = {'redis_records_on_end_to_end_per_s': 1500, 'records_cost_max': 0.2, 'lateness_p99_max_s': 1.1}
+BARE_URL = 'redis://127.0.0.1:6379/14'  # bench/bare_huey_app.py's, kept apart from Sprig's keys
+TARGETS = {'redis_records_on_end_to_end_per_s': 1500, 'records_cost_max': 0.2, 'lateness_p99_max_s': 1.1,
+           'redis_records_on_per_bare_min': 2}
+CONSUMER_FLAGS = ['-w', '4', '-k', 'thread', '-q']  # Sprig's consumer and bare Huey's alike
 WARM_UP = 20  # no-op tasks run before the clock starts
 DELAY = 2  # seconds ahead that the lateness tasks are scheduled
 LATE_TASKS, LATE_SPACING = 40, 0.05
@@ -132,24 +141,7 @@ def produce(count: int, lateness: bool, timeout: float) -> dict:
 
     create_tables()
     started_at = models.utcnow()  # a shared --database-url may hold records of earlier runs
-    marks = Path(os.environ['BENCH_MARKS'])
-    marks.touch()
-    clock().get(blocking=True, timeout=60)  # the consumer is up
-    for _ in range(WARM_UP):
-        noop()
-    wait_marks(marks, WARM_UP, 60)
-
-    started = time.perf_counter()
-    for _ in range(count):
-        noop()
-    enqueued = time.perf_counter()
-    drained = wait_marks(marks, WARM_UP + count, timeout)
-    figures = {
-        'enqueue_per_s': round(count / (enqueued - started)),
-        'end_to_end_per_s': round(count / (drained - started)),
-        'enqueue_s': round(enqueued - started, 3),
-        'end_to_end_s': round(drained - started, 3),
-    }
+    figures = drain(noop, clock, count, timeout)
     with database.connection_context():
         # A sanity check, after the clock: every no-op got its record (records on) or none did.
         figures |= wait_records(started_at, WARM_UP + count if huey.tracking else 0)
@@ -162,6 +154,28 @@ def produce(count: int, lateness: bool, timeout: float) -> dict:
         figures['lateness_s'] = {'p50': round(nearest_rank(late, 50), 3), 'p99': round(nearest_rank(late, 99), 3),
                                  'max': round(max(late), 3), 'min': round(min(late), 3), 'tasks': len(late)}
     return figures
+
+
+def drain(noop, clock, count: int, timeout: float) -> dict:
+    """The timed part, Sprig's and bare Huey's: warm up, enqueue `count` no-ops, wait for their marks."""
+    marks = Path(os.environ['BENCH_MARKS'])
+    marks.touch()
+    clock().get(blocking=True, timeout=60)  # the consumer is up
+    for _ in range(WARM_UP):
+        noop()
+    wait_marks(marks, WARM_UP, 60)
+
+    started = time.perf_counter()
+    for _ in range(count):
+        noop()
+    enqueued = time.perf_counter()
+    drained = wait_marks(marks, WARM_UP + count, timeout)
+    return {
+        'enqueue_per_s': round(count / (enqueued - started)),
+        'end_to_end_per_s': round(count / (drained - started)),
+        'enqueue_s': round(enqueued - started, 3),
+        'end_to_end_s': round(drained - started, 3),
+    }
 
 
 # Orchestrator --------------------------------------------------------------------------------------
@@ -200,6 +214,7 @@ def child_env(data: Path, queue: str, url: str, records: bool) -> dict[str, str]
     base = {k: v for k, v in os.environ.items() if not k.startswith('SPRIG_') or k in DATABASE_VARIABLES}
     env = {**base, 'SPRIG_DATA_DIR': str(data), 'SPRIG_QUEUE_NAME': queue,
            'SPRIG_QUEUE_RECORDS': 'true' if records else 'false', 'BENCH_MARKS': str(data / 'marks'),
+           'BENCH_QUEUE': queue,  # bare Huey's name (bench/bare_huey_app.py reads no SPRIG_* setting)
            'PYTHONPATH': str(PROJECT_DIR), 'PYTHONUNBUFFERED': '1'}
     if url:
         env['SPRIG_QUEUE_URL'] = url
@@ -207,12 +222,15 @@ def child_env(data: Path, queue: str, url: str, records: bool) -> dict[str, str]
 
 
 def scenario(work: Path, backend: str, records: bool, count: int, timeout: float, lateness: bool) -> dict:
-    data = work / f'{backend}-records-{"on" if records else "off"}-{secrets.token_hex(2)}'
+    """One run; backend is 'sqlite', 'redis' or 'bare' (plain RedisHuey, records ignored)."""
+    bare = backend == 'bare'
+    data = work / (f'{backend}-{secrets.token_hex(2)}' if bare
+                   else f'{backend}-records-{"on" if records else "off"}-{secrets.token_hex(2)}')
     data.mkdir()
-    queue = f'bench{secrets.token_hex(4)}'
+    queue = f'{"bare" if bare else "bench"}{secrets.token_hex(4)}'
     env = child_env(data, queue, REDIS_URL if backend == 'redis' else '', records)
     program = str(Path(sys.executable).parent / 'huey_consumer')
-    consumer_args = [program, 'bench.tasks.huey', '-w', '4', '-k', 'thread', '-q']
+    consumer_args = [program, 'bench.bare_huey_app.huey' if bare else 'bench.tasks.huey', *CONSUMER_FLAGS]
     if backend == 'sqlite':
         consumer_args += ['-m', '1']
     consumer = producer = None
@@ -222,6 +240,8 @@ def scenario(work: Path, backend: str, records: bool, count: int, timeout: float
                          '--timeout', str(timeout)]
         if lateness:
             producer_args.append('--lateness')
+        if bare:
+            producer_args.append('--bare')
         producer = Child(producer_args, env, data, 'producer')
         code = producer.wait(timeout + 120)
         if code is None:
@@ -234,14 +254,14 @@ def scenario(work: Path, backend: str, records: bool, count: int, timeout: float
         for child in (producer, consumer):
             if child is not None:
                 child.stop()
-        if backend == 'redis':
-            forget_queue(queue)
+        if backend != 'sqlite':
+            forget_queue(BARE_URL if bare else REDIS_URL, queue)
 
 
-def forget_queue(queue: str) -> None:
+def forget_queue(url: str, queue: str) -> None:
     """Delete the Redis keys that name the queue (never anything else)."""
     import redis
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     keys = list(client.scan_iter(f'*{queue}*'))
     if keys:
         client.delete(*keys)
@@ -261,19 +281,24 @@ def redis_missing() -> str | None:
 
 
 def measure(work: Path, backend: str, count: int, timeout: float, repeat: int) -> dict:
-    """`repeat` runs with records on and off, interleaved so that a slow spell of the machine
-    weighs on both; each figure is the median of its runs, the end-to-end rates are all listed."""
-    runs: dict[bool, list[dict]] = {True: [], False: []}
+    """`repeat` rounds of records on, records off and, on Redis, bare Huey, interleaved so that a
+    slow spell of the machine weighs on all; each figure is the median of its runs, the end-to-end
+    rates are all listed."""
+    runs: dict[str, list[dict]] = {'records_on': [], 'records_off': []}
+    if backend == 'redis':
+        runs['bare'] = []
     for round_ in range(repeat):
-        for records in (True, False):
-            runs[records].append(scenario(work, backend, records, count, timeout, records and round_ == 0))
+        runs['records_on'].append(scenario(work, backend, True, count, timeout, round_ == 0))
+        runs['records_off'].append(scenario(work, backend, False, count, timeout, False))
+        if 'bare' in runs:
+            runs['bare'].append(scenario(work, 'bare', False, count, timeout, False))
     figures: dict = {}
-    for records, results in runs.items():
+    for kind, results in runs.items():
         failed = [result for result in results if 'error' in result]
-        figures[f'records_{"on" if records else "off"}'] = failed[0] if failed else medians(results)
+        figures[kind] = failed[0] if failed else medians(results)
     on, off = figures['records_on'], figures['records_off']
-    if 'lateness_s' in runs[True][0]:
-        figures['lateness_s'] = runs[True][0]['lateness_s']
+    if 'lateness_s' in runs['records_on'][0]:
+        figures['lateness_s'] = runs['records_on'][0]['lateness_s']
     if 'end_to_end_per_s' in on and 'end_to_end_per_s' in off:
         figures['records_cost'] = round(1 - on['end_to_end_per_s'] / off['end_to_end_per_s'], 3)
     return figures
@@ -285,8 +310,19 @@ def medians(results: list[dict]) -> dict:
     figures['end_to_end_runs'] = [result['end_to_end_per_s'] for result in results]
     for key in ('records_written_first_look', 'records_not_terminal_first_look', 'records_written',
                 'records_not_terminal', 'records_wait_s'):
-        figures[key] = [result[key] for result in results]
+        if key in results[0]:  # bare Huey's runs have no records
+            figures[key] = [result[key] for result in results]
     return figures
+
+
+def per_bare(redis_figures: dict) -> dict:
+    """Sprig's Redis end-to-end medians over bare Huey's, from the same rounds (null if not measured)."""
+    bare = redis_figures.get('bare', {}).get('end_to_end_per_s')
+    ratios = {}
+    for kind in ('records_on', 'records_off'):
+        rate = redis_figures.get(kind, {}).get('end_to_end_per_s')
+        ratios[f'redis_{kind}_per_bare'] = None if rate is None or not bare else round(rate / bare, 3)
+    return ratios
 
 
 def verdicts(results: dict) -> dict:
@@ -295,6 +331,8 @@ def verdicts(results: dict) -> dict:
     redis_rate = results['redis'].get('records_on', {}).get('end_to_end_per_s')
     met['redis_records_on_end_to_end'] = (None if redis_rate is None
                                           else redis_rate >= TARGETS['redis_records_on_end_to_end_per_s'])
+    ratio = results['redis_records_on_per_bare']
+    met['redis_records_on_per_bare'] = None if ratio is None else ratio >= TARGETS['redis_records_on_per_bare_min']
     for backend in ('sqlite', 'redis'):
         cost = results[backend].get('records_cost')
         met[f'{backend}_records_cost'] = None if cost is None else cost <= TARGETS['records_cost_max']
@@ -313,6 +351,7 @@ def main() -> None:
                         'per scenario), e.g. postgresql://postgres@127.0.0.1:5432/sprig_bench')
     parser.add_argument('--produce', action='store_true', help=argparse.SUPPRESS)  # the producer process
     parser.add_argument('--lateness', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--bare', action='store_true', help=argparse.SUPPRESS)  # a bare Huey producer
     args = parser.parse_args()
     count = 1000 if args.quick else args.tasks
     repeat = 1 if args.quick else max(1, args.repeat)
@@ -321,6 +360,10 @@ def main() -> None:
         results_database = args.database_url.split('@')[-1]
     else:
         results_database = 'sqlite (a fresh file per scenario)'
+    if args.produce and args.bare:
+        side = importlib.import_module('bench.bare_huey_app')
+        print(json.dumps(drain(side.noop, side.clock, count, args.timeout)))
+        return
     if args.produce:
         side = importlib.import_module('bench.tasks')
         print(json.dumps(side.produce(count, args.lateness, args.timeout)))
@@ -332,6 +375,7 @@ def main() -> None:
         results['sqlite'] = measure(Path(tmp), 'sqlite', count, args.timeout, repeat)
         missing = redis_missing()
         results['redis'] = {'skipped': missing} if missing else measure(Path(tmp), 'redis', count, args.timeout, repeat)
+    results |= per_bare(results['redis'])
     results['met'] = verdicts(results)
     results['seconds'] = round(time.monotonic() - started, 1)
     print(json.dumps(results))
