@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/idle.py [--seconds S] [--settle S]
 
-Starts `python app.py --port P` (embedded SQLite everything, consumer inside) on a fresh data
-directory, waits until it answers and its first interval runs are done (--settle), then reads
-/proc over --seconds: cpu_percent is utime+stime of every thread over the wall time, and
-wakeups_per_s the voluntary and involuntary context switches of all its threads per second.
+Starts `python app.py --port P` (embedded SQLite everything, the consumer in it and a web process
+per core beside it) on a fresh data directory, waits until it answers and its first interval runs
+are done (--settle), then reads /proc over --seconds: cpu_percent is utime+stime of every thread of
+every one of its processes over the wall time, and wakeups_per_s the voluntary and involuntary
+context switches of all their threads per second.
 Prints one JSON line.
 """
 import argparse
@@ -26,6 +27,13 @@ TICKS = os.sysconf('SC_CLK_TCK')
 def cpu_seconds(pid: int) -> float:
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime: every thread's
+
+
+def family(pid: int) -> list[int]:
+    """pid and its children: `python app.py` runs a web process per core beside itself."""
+    kids = [int(stat.parent.name) for stat in Path('/proc').glob('[0-9]*/stat')
+            if stat.read_text().rsplit(')', 1)[1].split()[1] == str(pid)]
+    return [pid, *kids]
 
 
 def switches(pid: int) -> int:
@@ -50,16 +58,18 @@ def main() -> None:
         try:
             wait_ready(f'http://127.0.0.1:{port}/api/v1/health', proc)
             time.sleep(args.settle)
-            cpu, woke, started = cpu_seconds(proc.pid), switches(proc.pid), time.monotonic()
+            pids = family(proc.pid)
+            cpu = sum(map(cpu_seconds, pids))
+            woke, started = sum(map(switches, pids)), time.monotonic()
             time.sleep(args.seconds)
-            cpu, woke = cpu_seconds(proc.pid) - cpu, switches(proc.pid) - woke
+            cpu, woke = sum(map(cpu_seconds, pids)) - cpu, sum(map(switches, pids)) - woke
             elapsed = time.monotonic() - started
-            threads = len(list(Path(f'/proc/{proc.pid}/task').iterdir()))
+            threads = sum(len(list(Path(f'/proc/{pid}/task').iterdir())) for pid in pids)
         finally:
             proc.terminate()
             proc.wait(15)
     print(json.dumps({'bench': 'idle', 'seconds': round(elapsed, 1), 'cpu_percent': round(100 * cpu / elapsed, 2),
-                      'wakeups_per_s': round(woke / elapsed, 1), 'threads': threads}))
+                      'wakeups_per_s': round(woke / elapsed, 1), 'processes': len(pids), 'threads': threads}))
 
 
 if __name__ == '__main__':
