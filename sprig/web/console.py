@@ -250,10 +250,11 @@ def task_page(task_id: str, settings: Settings, render: Render) -> str:
 
 
 def latest_sale() -> int | None:
-    """The sale whose presses the chart shows: the one that started last, among those started."""
-    item = SeckillItem.select(SeckillItem.id).where(SeckillItem.starts_at <= utcnow()).order_by(
-        SeckillItem.starts_at.desc()).first()
-    return item and item.id
+    """The sale whose presses the chart shows: the one pressed last."""
+    press = (TaskRecord.select(TaskRecord.payload).where((TaskRecord.name == 'create_order')
+                                                         & TaskRecord.payload.is_null(False))
+             .order_by(TaskRecord.created_at.desc()).first())
+    return press and json.loads(press.payload)[0][1]
 
 
 def chart(name: str) -> str:

@@ -162,6 +162,8 @@ def test_a_sale_made_in_the_console_is_pressed_and_its_cancelled_order_gives_the
         assert SeckillItem.get_by_id(sale_id).stock_left == 2
 
     admin = signed_in(browser, site, 'admin_1')
+    chart = admin.request.get(site + '/admin/charts/presses.svg').text()  # the dashboard's press chart
+    assert f'sale #{sale_id}' in chart and '<title>1 won</title>' in chart
     admin.goto(site + '/admin')
     expect(admin.locator(f'[data-stock="{sale_id}"]')).to_have_text('2')
     expect(admin.locator('[data-figure="orders"]')).to_have_text('1')
