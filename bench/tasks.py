@@ -1,11 +1,11 @@
 """The task engine, measured: enqueue and end-to-end rates of no-op tasks drained by
-`huey_consumer -w 4 -k thread`, on the SQLite and Redis queues with task records on and off, and
-how late tasks scheduled 2 s ahead start.
+`huey_consumer -w 4 -k thread`, on the SQLite and Redis queues with task records on and off and
+on a bare RedisHuey for reference, and how late tasks scheduled 2 s ahead start.
 
     .venv/bin/python bench/tasks.py [--tasks N] [--quick]
 
-Prints one JSON line: about 2 minutes for the default 3 rounds of 10,000 tasks on a 2-core
-machine, 15 s with --quick (1,000 tasks, one round).
+Prints one JSON line: about 100 s for the default 3 rounds of 10,000 tasks on a 2-core
+machine, 18 s with --quick (1,000 tasks, one round).
 
 Each scenario (queue backend x records on/off) gets a fresh data directory (the SQLite files of
 the database, the queue and the cache), a queue named bench<random>, and two processes started
