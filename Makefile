@@ -9,10 +9,13 @@ run: $(VENV)/.runtime
 	$(BIN)/python app.py
 
 # The second pass runs the modules marked `database` again on PostgreSQL (tests/conftest.py).
+# Most tests wait on processes they started, so a few more workers than cores finish sooner;
+# a module's tests stay together on one worker (--dist loadfile), each worker on its own databases.
+WORKERS ?= 3
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
-	SPRIG_TEST_DATABASE=postgresql $(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+	SPRIG_TEST_DATABASE=postgresql $(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

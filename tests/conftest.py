@@ -22,7 +22,8 @@ import pytest
 
 # `make test`'s second pass sets SPRIG_TEST_DATABASE=postgresql: the in-process tests then run on
 # the suite's own PostgreSQL database (emptied before each test) instead of a SQLite file each.
-SERVER_DATABASE = os.environ.get('SPRIG_TEST_DATABASE', '')
+SERVER_DATABASE = os.environ.get('SPRIG_TEST_DATABASE', os.environ.get('SUITE_SERVER_DATABASE', ''))
+os.environ['SUITE_SERVER_DATABASE'] = SERVER_DATABASE  # for pytest-xdist's workers, started after the next lines
 # Before any project module is imported: the suite never reads the developer's SPRIG_* settings
 # nor touches the project's data/ directory.
 for name in [n for n in os.environ if n.startswith('SPRIG_')]:
@@ -42,8 +43,11 @@ from sprig.settings import PROJECT_DIR, Settings, load_settings  # noqa: E402
 IN_CI = os.environ.get('CI', '').lower() == 'true'
 REDIS_HOST, REDIS_PORT, REDIS_DB = '127.0.0.1', 6379, 11
 POSTGRES_ADMIN = 'postgresql://postgres@127.0.0.1:5432/test'
-POSTGRES_URL = 'postgresql://postgres@127.0.0.1:5432/sprig_test'
-MYSQL_URL = 'mysql://root@127.0.0.1:3306/sprig_test'
+# A database of the suite's own on each server, one per pytest-xdist worker (`make test` runs
+# several): tests empty and rebuild their tables, which others must not see.
+OWN_DATABASE = 'sprig_test' + (f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get('PYTEST_XDIST_WORKER') else '')
+POSTGRES_URL = f'postgresql://postgres@127.0.0.1:5432/{OWN_DATABASE}'
+MYSQL_URL = f'mysql://root@127.0.0.1:3306/{OWN_DATABASE}'
 CHROMIUM = '/usr/bin/chromium'
 SECRET = 'test-secret-' + 'x' * 32
 ARTIFACTS = PROJECT_DIR / 'tests' / 'artifacts'
@@ -246,9 +250,9 @@ def own_postgres() -> str:
     conn = psycopg2.connect(POSTGRES_ADMIN)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = 'sprig_test'")
+        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (OWN_DATABASE,))
         if cur.fetchone() is None:
-            cur.execute('CREATE DATABASE sprig_test')
+            cur.execute(f'CREATE DATABASE {OWN_DATABASE}')
     conn.close()
     return POSTGRES_URL
 
@@ -261,7 +265,7 @@ def mysql_url() -> str:
     import pymysql
     conn = pymysql.connect(host='127.0.0.1', user='root', password='')
     with conn.cursor() as cur:
-        cur.execute('CREATE DATABASE IF NOT EXISTS sprig_test CHARACTER SET utf8mb4')
+        cur.execute(f'CREATE DATABASE IF NOT EXISTS {OWN_DATABASE} CHARACTER SET utf8mb4')
     conn.close()
     return MYSQL_URL
 

@@ -155,3 +155,20 @@ def test_a_producer_that_exits_at_once_leaves_every_record_written(tmp_path):
         found = list(TaskRecord.select().where(TaskRecord.name == 'ping'))
     tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
     assert len(found) == 50 and {records.timeline(record)[0]['state'] for record in found} == {'queued'}
+
+
+def test_a_task_that_starts_before_its_row_is_written_keeps_its_enqueuer_s_values(queue):
+    """A consumer may start a task before the producer's writer has inserted its row (another
+    process, 20 ms of batching): the row it writes then comes from the stub the enqueue left, with
+    the request that enqueued it and its 'queued' event (seen lost under load before)."""
+    from sprig import logs
+    logs.begin(request_id='req-before-its-row')
+    result = tasks.ping(1.0)
+    logs.begin()
+    with queue.writer.ready:
+        queue.writer.pending.clear()  # the producer's insert, still in its batch: not written yet
+    run_one(queue)
+    with database.connection_context():
+        record = TaskRecord.get_by_id(result.id)
+    assert record.state == 'succeeded' and record.request_id == 'req-before-its-row'
+    assert [event['state'] for event in records.timeline(record)] == ['queued', 'started', 'succeeded']

@@ -165,7 +165,7 @@ def execute_runs(runs: dict[str, list[tuple]], starts: list[Start], huey: 'Sprig
     if starts and update_rows(cursor, (sql.started, started), (sql.whole, whole)) != len(starts):
         # Some rows are still in their producer's batch: insert them here, then update those
         # alone (the others have their start already: appending its event twice would show it twice).
-        insert_rows(cursor, [new_row(huey, start.task, 'started') for start in starts])
+        insert_rows(cursor, [late_row(huey, start.task) for start in starts])
         update_rows(cursor, (only_new(sql.started), started), (only_new(sql.whole), whole))
     for text, params in (*runs.items(), (sql.finished, finishes)):  # the other finishes
         if params:
@@ -185,6 +185,16 @@ def paired(starts: list[Start], finishes: list[tuple]) -> tuple[list[tuple], lis
             _, started_at, consumer, began, _ = start.params
             whole.append((state, started_at, consumer, finished_at, error, result, began + event, task_id))
     return [start.params for start in pending.values()], whole, alone
+
+
+def late_row(huey: 'SprigHuey', task: Task) -> tuple:
+    """The row of a task that started before its producer's batch inserted it: the producer's own
+    values, from the stub its enqueue left (with the request that enqueued it and its 'queued'
+    event), else what this process can tell."""
+    found = stub(huey, task.id)
+    if found is None:
+        return new_row(huey, task, 'started')
+    return tuple(getattr(found, column) for column in RECORD_COLUMNS)
 
 
 def only_new(statement: str) -> str:
@@ -297,7 +307,7 @@ def new_row(huey: 'SprigHuey', task: Task, state: str | None = None) -> tuple:
     state = state or ('scheduled' if eta and eta > now else 'queued')
     args, payload, user_id = summary(huey, task)
     request_id = logs.context().get('request_id')  # the request that enqueues it, if one does
-    # A row a consumer makes for a start it saw first gets its events from the start's update.
+    # A row a consumer makes for a start it saw first (no stub left) gets its events from the start.
     events = '' if state == 'started' else event(huey, state)
     return (task.id, task.name, args, payload, state, user_id, now, eta, 0, False, events, request_id)
 
