@@ -6,20 +6,10 @@ A RedisHuey with Huey's defaults on Redis database 14, named by BENCH_QUEUE, and
 two tasks written as bench/tasks.py writes them for Sprig, so both do the same work per task.
 """
 import os
-import time
 
 from huey import RedisHuey
 
+from bench.noop_tasks import register
+
 huey = RedisHuey(os.environ['BENCH_QUEUE'], url='redis://127.0.0.1:6379/14')
-
-MARKS = os.open(os.environ['BENCH_MARKS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-
-
-@huey.task()
-def noop() -> None:
-    os.write(MARKS, b'.')  # the producer counts these bytes
-
-
-@huey.task()
-def clock() -> float:
-    return time.time()
+noop, clock = register(huey)

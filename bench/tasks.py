@@ -76,17 +76,10 @@ RECORDS_TIMEOUT = 30  # seconds the producer waits for the record writers at mos
 if __name__ == 'bench.tasks':
     # The task side, in the consumer and in the producer: the app's huey, bound by tasks.py to the
     # settings in this process's environment, plus the benchmark's two tasks.
+    from bench.noop_tasks import register
     from tasks import huey
 
-    MARKS = os.open(os.environ['BENCH_MARKS'], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-
-    @huey.task()
-    def noop() -> None:
-        os.write(MARKS, b'.')  # the producer counts these bytes
-
-    @huey.task()
-    def clock() -> float:
-        return time.time()
+    noop, clock = register(huey)
 
 
 # Producer (a process per scenario, this file imported as bench.tasks) ------------------------------

@@ -76,7 +76,8 @@ FIGURES = {
                  'cold_end_to_end_per_s': ('cold', 'tasks_per_s_end_to_end'),
                  'cold_drain_per_s': ('cold', 'drain_tasks_per_s'), 'ok': ('ok',)},
         'sprig': {f'{queue}_records_{records}_end_to_end_per_s': (queue, f'records_{records}', 'end_to_end_per_s')
-                  for queue in ('redis', 'sqlite') for records in ('on', 'off')},
+                  for queue in ('redis', 'sqlite') for records in ('on', 'off')}
+        | {'bare_huey_end_to_end_per_s': ('redis', 'bare', 'end_to_end_per_s')},
     },
 }
 
@@ -94,14 +95,13 @@ RATIOS = {
     'seckill_redis_results_known_per_peer': ('seckill', 'redis_results_known_s', 'peer', 'results_known_s'),
     'tasks_records_on_per_off': ('tasks', 'redis_records_on_end_to_end_per_s', 'sprig',
                                  'redis_records_off_end_to_end_per_s'),
+    'tasks_records_on_per_bare_huey': ('tasks', 'redis_records_on_end_to_end_per_s', 'sprig',
+                                       'bare_huey_end_to_end_per_s'),
     'tasks_records_on_per_celery': ('tasks', 'redis_records_on_end_to_end_per_s', 'peer', 'live_end_to_end_per_s'),
     'tasks_records_off_per_celery': ('tasks', 'redis_records_off_end_to_end_per_s', 'peer',
                                      'live_end_to_end_per_s'),
 }
-NOT_MEASURED = {  # ratios asked for that no script here gives a figure for: null, and why
-    'tasks_records_on_per_bare_huey': ('tasks', 'bench/tasks.py runs no bare RedisHuey; '
-                                                'tasks_records_on_per_off compares with Sprig records off'),
-}
+NOT_MEASURED: dict[str, tuple[str, str]] = {}  # ratios asked for that no script gives a figure for: why
 
 
 def commands(peer: Path, quick: bool) -> dict[str, dict[str, tuple[list[str], Path]]]:
