@@ -84,6 +84,7 @@ def guest_page(template: str, auth: Auth, render: Render) -> str:
 
 ROUTES.add('GET', '/login', guest_page, fixed={'template': 'login.html'})
 ROUTES.add('GET', '/register', guest_page, fixed={'template': 'register.html'})
+ROUTES.add('GET', '/password/reset', guest_page, fixed={'template': 'password_reset.html'})
 
 
 @ROUTES.get('/courses/<kind:re:free|actual|light>', query=catalogue.CourseQuery)

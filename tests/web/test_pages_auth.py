@@ -9,8 +9,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import shot, start_site
+from conftest import make_settings, shot, start_site
 from playwright.sync_api import Page, expect
+
+import tasks
+from models import User, database
+from sprig.shop.accounts import hash_password
 
 MOBILE = '13800138000'
 USERNAME = 'sprig_user1'
@@ -200,3 +204,31 @@ def test_code_row_fits_a_phone_screen(browser, site):
     finally:
         shot(page, 'auth-register-phone')
         context.close()
+
+
+def test_a_forgotten_password_is_reset_with_an_sms_code(context, site, outbox, tmp_path):
+    tasks.configure(make_settings(tmp_path))  # the site's database
+    with database.connection_context():
+        User.create(username='forgetful1', mobile='13800138011', password_hash=hash_password('long forgotten 1'))
+    tasks.configure(make_settings(tmp_path, SPRIG_QUEUE_IMMEDIATE='true'))
+    page = context.new_page()
+    page.goto(site + '/login')
+    page.get_by_role('link', name='Forgot your password?').click()
+    expect(page.locator('h1')).to_have_text('Reset your password')
+    page.fill('#reset-mobile', '13800138011')
+    seen = len(outbox_lines(outbox))
+    page.locator('button[data-send-code="reset"]').click()
+    code = sent_code(outbox, '13800138011', 'reset', seen)
+    page.fill('#reset-code', code)
+    page.fill('#reset-password', 'brand new pass 1')
+    page.fill('#reset-password2', 'brand new pass 2')
+    page.locator('main form button[type=submit]').click()
+    expect(error_for(page, 'new_password2')).to_have_text('the two passwords differ')
+    page.fill('#reset-password2', 'brand new pass 1')
+    page.locator('main form button[type=submit]').click()
+    page.wait_for_url(site + '/login?reset=1')
+    expect(page.locator('main .form-status.ok')).to_have_text('Password changed: sign in with it.')
+    page.fill('#login-name', 'forgetful1')
+    page.fill('#login-password', 'brand new pass 1')
+    page.locator('form[data-panel="password"] button[type=submit]').click()
+    expect_signed_in(page, site, 'forgetful1')
