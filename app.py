@@ -124,17 +124,18 @@ def finish_request(headers: dict[str, str], log: bool) -> None:
     # once (security_headers), and the id is our own or matched REQUEST_ID: straight into its table.
     response._headers.update({name: [value] for name, value in headers.items()})
     response._headers['X-Request-Id'] = [request_id]
-    if metrics.on:
-        elapsed = time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())
-        metrics.request(route_of(request.environ), request.method, response.status_code, elapsed)
-    if log and access_log.isEnabledFor(logging.INFO):  # the line's parts cost more than the check
-        elapsed = (time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())) * 1000
+    logging_it = log and access_log.isEnabledFor(logging.INFO)  # its parts cost more than the check
+    if not (metrics.on or logging_it):
+        return
+    elapsed = time.perf_counter() - request.environ.get('sprig.started', time.perf_counter())
+    route = route_of(request.environ)
+    metrics.request(route, request.method, response.status_code, elapsed)
+    if logging_it:
         user = request.environ.get('sprig.user')
         access_log.info('%s %s %s %.1fms id=%s', request.method, printable(request.fullpath),
-                        response.status_code, elapsed, request_id, extra={
-                            'route': route_of(request.environ), 'method': request.method,
-                            'status': response.status_code, 'duration_ms': round(elapsed, 2),
-                            'user_id': user.id if user else None})
+                        response.status_code, elapsed * 1000, request_id, extra={
+                            'route': route, 'method': request.method, 'status': response.status_code,
+                            'duration_ms': round(elapsed * 1000, 2), 'user_id': user.id if user else None})
 
 
 def route_of(environ: dict) -> str:

@@ -60,7 +60,7 @@ def read(key: str, compute: Callable[[], Any], ttl: float, namespace: str | None
     entry = or_else(from_cache, lambda: computed(compute, 'bypass'))
     metrics.cache_read(entry.status)
     if cache.generation and entry.status != 'bypass':
-        cache.near.keep(local, generation, now + ttl, Entry(entry.value, entry.etag, 'hit'))
+        cache.near.keep(local, generation, now + lifetime(entry, ttl), Entry(entry.value, entry.etag, 'hit'))
     return entry
 
 
@@ -68,6 +68,8 @@ def read_near(key: str, compute: Callable[[], Any], ttl: float) -> Entry:
     """read(), kept in this process for NEAR_TTL seconds too: for the hottest keys, read on every
     request of a storm, where the shared cache's round trip is a good part of the request. Another
     process's change shows here within NEAR_TTL; this process's own at once (drop)."""
+    if cache.generation is not None:  # read() keeps a copy already, good until any drop anywhere
+        return read(key, compute, ttl)
     now = time.monotonic()
     entry = cache.near.get(key, now)
     if entry is not None:
@@ -113,8 +115,13 @@ def fill(full: str, compute: Callable[[], Any], ttl: float) -> Entry:
         return wait_for_fill(full) or computed(compute, 'miss')
 
 
+def lifetime(entry: Entry, ttl: float) -> float:
+    """How long a value is kept: a computed None ("no such course") only briefly."""
+    return ttl if entry.value is not None else min(ttl, MISSING_TTL)
+
+
 def store(full: str, entry: Entry, ttl: float) -> None:
-    ttl = ttl if entry.value is not None else min(ttl, MISSING_TTL)
+    ttl = lifetime(entry, ttl)
     cache.set(f'data:{full}', {'value': entry.value, 'etag': entry.etag}, ttl=ttl * (1 + random.uniform(0, JITTER)))
 
 

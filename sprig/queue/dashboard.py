@@ -36,8 +36,8 @@ def page_of(huey: 'SprigHuey', query: 'TaskQuery') -> dict:
 
 def listed(huey: 'SprigHuey', record: TaskRecord) -> dict:
     """A record as the dashboard lists it: with whether it can run again, and why not."""
-    return record.public() | {'retry': retry_refusal(huey, record) is None and record.state in RETRYABLE,
-                              'no_retry': retry_refusal(huey, record)}
+    refusal = retry_refusal(huey, record)
+    return record.public() | {'retry': refusal is None and record.state in RETRYABLE, 'no_retry': refusal}
 
 
 def retry_refusal(huey: 'SprigHuey', record: TaskRecord) -> str | None:

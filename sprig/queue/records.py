@@ -345,7 +345,7 @@ def move_back(huey: 'SprigHuey', task: Task) -> None:
     unless it is retrying, which it stays until it starts."""
     state = 'scheduled' if task.eta and to_utc(task.eta) > utcnow() else 'queued'
     back = Case(None, [(TaskRecord.state.in_(('scheduled', 'started')), state)], TaskRecord.state)
-    later(huey, task, state=back, eta=to_utc(task.eta), events=TaskRecord.events.concat(event(huey, state)))
+    later(huey, task, state=back, eta=to_utc(task.eta), events=appended(huey, state))
 
 
 # A record read by id, built once: pages poll it every few seconds.

@@ -154,9 +154,9 @@ def content_form(section: Section, row: Model | None, settings: Settings, render
     values = section.values(row) if row is not None else {}
     form = widgets(section.schema, values, zone_of(settings), section.choices())
     extra = course_parts(row, settings) if section.name == 'courses' and row is not None else {}
-    if section.name == 'sales' and row is not None:
-        extra['sale'] = seckill.with_stock(seckill.sale_view(SeckillItem.select(SeckillItem, Course).join(Course)
-                                                             .where(SeckillItem.id == row.id).get()), utcnow())
+    sale = section.name == 'sales' and row is not None and seckill.sale(row.id, settings)
+    if sale:  # none when its course is hidden: then it sells nothing
+        extra['sale'] = seckill.with_stock(sale, utcnow())
     return render('admin/edit.html', section=section, row=row, form=form, nav=NAVIGATION, zone=settings.app.timezone,
                   history=audit.history(row) if row is not None else [], **extra)
 
@@ -206,9 +206,8 @@ def home(user: User, settings: Settings, render: Render) -> str:
     now, zone = utcnow(), zone_of(settings)
     today = datetime.datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     since = today.astimezone(datetime.UTC).replace(tzinfo=None)
-    sales = [seckill.with_stock(seckill.sale_view(item), now) for item in
-             SeckillItem.select(SeckillItem, Course).join(Course).where(SeckillItem.ends_at > now)
-             .order_by(SeckillItem.starts_at).limit(20)]
+    sales = [sale for sale in (seckill.with_stock(sale, now) for sale in seckill.sales(settings))
+             if sale['state'] != 'ended']
     figures = {}
     if user.is_admin:
         figures = {

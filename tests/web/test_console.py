@@ -208,6 +208,7 @@ def test_an_admin_disables_a_user_and_the_editor_may_not(browser, site):
     assert outsider.request.get(site + '/api/v1/user/me', headers=me).status == 401
     admin.select_option('#role', 'editor')
     admin.get_by_role('button', name='Save role').click()
+    expect(admin.locator('td.changes').first).to_contain_text('role')  # the page came back with it
     expect(admin.locator('#role')).to_have_value('editor')
     admin.goto(site + '/admin/audit')
     expect(admin.locator('.admin-list tbody tr')).to_have_count(2)
