@@ -224,6 +224,7 @@ def test_a_forgotten_password_is_reset_with_an_sms_code(context, site, outbox, t
     page.fill('#reset-password2', 'brand new pass 2')
     page.locator('main form button[type=submit]').click()
     expect(error_for(page, 'new_password2')).to_have_text('the two passwords differ')
+    shot(page, 'auth-password-reset')
     page.fill('#reset-password2', 'brand new pass 1')
     page.locator('main form button[type=submit]').click()
     page.wait_for_url(site + '/login?reset=1')
